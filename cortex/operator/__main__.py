@@ -1,0 +1,122 @@
+"""``python -m cortex.operator``: run the local operator until SIGTERM/SIGINT.
+
+Settings come from ``CORTEX_*`` variables (:class:`OperatorSettings`). The state lives in
+``<state_dir>/state.db``; replicas run on the :class:`LocalBackend`. Shutdown order: uvicorn stops
+accepting and waits up to ``shutdown_timeout_s`` for open requests (log streams, gateway long
+polls), the app's lifespan cancels the reconciler and closes the backend (stopping every
+replica), then the store is closed. A second signal makes uvicorn exit at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import socket
+import sys
+from types import FrameType
+
+import uvicorn
+
+from cortex.backends.base import NodeCapacity
+from cortex.backends.local.backend import LocalBackend
+from cortex.backends.local.capacity import detect_node
+from cortex.operator.app import create_app
+from cortex.operator.reconciler import Reconciler
+from cortex.operator.settings import OperatorSettings, SettingsError
+from cortex.operator.store import StateStore
+
+log = logging.getLogger("cortex.operator")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def node_capacity(settings: OperatorSettings) -> NodeCapacity | None:
+    """The node the backend schedules on: detected, with the settings' overrides applied;
+    None (the backend detects it) when nothing is overridden."""
+    overrides = {
+        "cpu_millis": settings.node_cpu_millis,
+        "mem_bytes": settings.node_mem_bytes,
+        "gpus": settings.node_gpus,
+    }
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if not given:
+        return None
+    return dataclasses.replace(detect_node(), **given)
+
+
+class OperatorServer(uvicorn.Server):
+    """uvicorn's server, which also tells the app (``stopping``) the moment shutdown begins, so
+    followed log streams end instead of holding the drain until its timeout."""
+
+    def __init__(self, config: uvicorn.Config, *, stopping: asyncio.Event) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None:  # called from a signal handler: hand over to the loop
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        super().handle_exit(sig, frame)
+
+
+def build_server(settings: OperatorSettings, store: StateStore) -> uvicorn.Server:
+    backend = LocalBackend(
+        settings.state_dir,
+        cli_config_dir=settings.cli_config_dir,
+        node=node_capacity(settings),
+        log_level=settings.log_level,
+        stalled_after_s=settings.stalled_after_s,
+    )
+    reconciler = Reconciler(
+        store,
+        backend,
+        period_s=settings.reconcile_period_s,
+        drain_timeout_s=settings.drain_timeout_s,
+    )
+    app = create_app(settings, store, backend, reconciler)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        access_log=settings.log_level == "DEBUG",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+    )
+    return OperatorServer(config, stopping=app.state.cortex.stopping)
+
+
+def main() -> int:
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = StateStore(settings.state_db)
+    try:
+        server = build_server(settings, store)
+        log.info(
+            "operator listening on %s (state in %s)", settings.operator_url, settings.state_dir
+        )
+        server.run()
+    finally:
+        store.close()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

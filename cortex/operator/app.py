@@ -1,0 +1,166 @@
+"""The operator's REST API (SPEC 10): routes, authentication, and one error table.
+
+Every error reaches the caller as ``{"error": {"code", "message", "details"}}`` with the status
+of its class (``cortex.errors``): :class:`~cortex.errors.CortexError` as raised, request
+validation as ``request.invalid`` naming the field, HTTP errors (unknown route, wrong method)
+with a code for their status, and anything unexpected as a 500 ``cortex`` (the server logs the
+traceback).
+
+Authenticated routes (all but ``/verifycortex``, ``/metrics`` and the unauthenticated job
+routes passed in ``public_routers``) check the bearer token, then ``CortexAPIVersion``.
+
+The app's lifespan (when ``run_services``) starts the backend and the reconciler loop as one
+named, guarded task, and on shutdown (after the server has stopped accepting and drained its
+requests) cancels the loop and closes the backend, which stops every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cortex.backends.base import Backend
+from cortex.errors import CortexError
+from cortex.operator.deploy import Deployer
+from cortex.operator.endpoints import delete, deploy, describe, get, info, internal, logs, refresh
+from cortex.operator.endpoints._common import (
+    OperatorReconciler,
+    OperatorState,
+    authenticated,
+    authenticated_any_version,
+)
+from cortex.operator.metrics import operator_registry
+from cortex.operator.responses import JobStatuses, Responses
+from cortex.operator.settings import OperatorSettings
+from cortex.operator.store import StateStore
+from cortex.version import __version__
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {401: "auth.missing", 403: "auth.forbidden", 404: "resource.not_found"}
+
+
+def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+async def _cortex_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CortexError)
+    return JSONResponse(exc.to_wire(), status_code=exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 becomes SPEC's 400 ``request.invalid``; the message names the field."""
+    assert isinstance(exc, RequestValidationError)
+    locs = [[str(part) for part in err.get("loc", ())] for err in exc.errors()]
+    msgs = [str(err.get("msg", "")) for err in exc.errors()]
+    message = "; ".join(": ".join([*loc, msg]) for loc, msg in zip(locs, msgs, strict=True))
+    problems = [{"loc": loc, "msg": msg} for loc, msg in zip(locs, msgs, strict=True)]
+    return JSONResponse(
+        _body("request.invalid", message or "invalid request", problems), status_code=400
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(
+        exc.status_code, "request.invalid" if exc.status_code < 500 else "cortex"
+    )
+    message = f"{exc.detail}: {request.method} {request.url.path}"
+    return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        _body("cortex", f"internal error: {type(exc).__name__}: {exc}"), status_code=500
+    )
+
+
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("background task %s died", task.get_name(), exc_info=exc)
+    else:
+        log.error("background task %s ended unexpectedly", task.get_name())
+
+
+@contextlib.asynccontextmanager
+async def _services(app: FastAPI) -> AsyncIterator[None]:
+    state: OperatorState = app.state.cortex
+    await state.backend.start()
+    task = asyncio.create_task(state.reconciler.run(), name="cortex-reconciler")
+    task.add_done_callback(_log_unexpected_end)
+    try:
+        yield
+    finally:
+        state.stopping.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await state.backend.close()
+
+
+@contextlib.asynccontextmanager
+async def _no_services(app: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+def create_app(
+    settings: OperatorSettings,
+    store: StateStore,
+    backend: Backend,
+    reconciler: OperatorReconciler,
+    *,
+    run_services: bool = True,
+    public_routers: Sequence[APIRouter] = (),
+    routers: Sequence[APIRouter] = (),
+    jobs: JobStatuses | None = None,
+) -> FastAPI:
+    """The operator app; ``app.state.cortex`` (:class:`OperatorState`) holds its objects.
+
+    ``public_routers`` / ``routers`` add unauthenticated / authenticated routes, and ``jobs``
+    the job statuses of ``/get`` (the job routes of SPEC 10.3 live with the job manager).
+    ``run_services=False`` leaves starting the backend and the reconciler to the caller.
+    """
+    app = FastAPI(
+        title="cortex operator",
+        version=__version__,
+        lifespan=_services if run_services else _no_services,
+        exception_handlers={
+            CortexError: _cortex_error,
+            RequestValidationError: _validation_error,
+            StarletteHTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
+    app.state.cortex = OperatorState(
+        settings=settings,
+        store=store,
+        backend=backend,
+        reconciler=reconciler,
+        deployer=Deployer(store=store, replicas=reconciler, node=backend),
+        responses=Responses(
+            store=store,
+            replica_counts=reconciler.replica_counts,
+            api_url=settings.api_url,
+            jobs=jobs,
+        ),
+        metrics=operator_registry(store, backend),
+    )
+    for router in (info.public_router, *public_routers):
+        app.include_router(router)
+    app.include_router(info.router, dependencies=[Depends(authenticated_any_version)])
+    authed = [deploy, get, describe, delete, refresh, logs, internal]
+    for router in [*(m.router for m in authed), *routers]:
+        app.include_router(router, dependencies=[Depends(authenticated)])
+    return app

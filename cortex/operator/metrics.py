@@ -1,0 +1,77 @@
+"""The operator's Prometheus metrics (``GET /metrics``), read from the store and the backend at
+scrape time, so they cannot drift from what ``cortex get`` shows.
+
+- ``cortex_apis{kind}``: deployed APIs per kind (every kind present, 0 included);
+- ``cortex_replicas{api_name, status}``: replicas per API and status (SPEC 12.2 statuses);
+- ``cortex_replicas_requested{api_name}``: desired replicas of RealtimeAPI/AsyncAPI;
+- ``cortex_node_capacity{resource}`` / ``cortex_node_requested{resource}``: the local node's
+  allocatable resources and what replicas hold (cpu in cores, mem in bytes, gpu in devices).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cortex.backends.base import Backend
+from cortex.operator.store import StateStore
+from cortex.spec.kinds import SCALED_KINDS, Kind
+
+
+class OperatorCollector(Collector):
+    def __init__(self, store: StateStore, backend: Backend) -> None:
+        self._store = store
+        self._backend = backend
+
+    def collect(self) -> Iterator[Metric]:
+        records = self._store.list_apis()
+        apis = GaugeMetricFamily("cortex_apis", "Deployed APIs by kind", labels=["kind"])
+        kinds = Counter(rec.kind for rec in records)
+        for kind in Kind:
+            apis.add_metric([kind.value], kinds.get(kind.value, 0))
+        yield apis
+
+        requested = GaugeMetricFamily(
+            "cortex_replicas_requested", "Desired replicas", labels=["api_name"]
+        )
+        for rec in records:
+            if rec.kind in SCALED_KINDS:
+                requested.add_metric([rec.name], rec.requested)
+        yield requested
+
+        replicas = GaugeMetricFamily(
+            "cortex_replicas", "Replicas by API and status", labels=["api_name", "status"]
+        )
+        statuses = Counter((r.api_name, r.status.value) for r in self._backend.list_replicas())
+        for (api_name, status), count in sorted(statuses.items()):
+            replicas.add_metric([api_name, status], count)
+        yield replicas
+        yield from self._node()
+
+    def _node(self) -> Iterator[Metric]:
+        node = self._backend.capacity()
+        capacity = GaugeMetricFamily(
+            "cortex_node_capacity", "Allocatable resources of the node", labels=["resource"]
+        )
+        held = GaugeMetricFamily(
+            "cortex_node_requested", "Resources requested by replicas", labels=["resource"]
+        )
+        capacity.add_metric(["cpu"], node.cpu_millis / 1000)
+        capacity.add_metric(["mem"], node.mem_bytes)
+        capacity.add_metric(["gpu"], node.gpus)
+        held.add_metric(["cpu"], node.requested_cpu_millis / 1000)
+        held.add_metric(["mem"], node.requested_mem_bytes)
+        held.add_metric(["gpu"], node.requested_gpus)
+        yield capacity
+        yield held
+
+
+def operator_registry(store: StateStore, backend: Backend) -> CollectorRegistry:
+    """A registry of its own (not the process-global one), holding the operator's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(OperatorCollector(store, backend))
+    return registry

@@ -1,0 +1,59 @@
+"""Building the gateway's routes from the stored APIs and their replicas (pure functions).
+
+A RealtimeAPI's route lists its Ready replicas of every version as upstreams: during a rolling
+update old and new versions both serve until an old replica is chosen for deletion (the
+caller leaves draining replicas out). A TrafficSplitter's route lists its targets. Routes and
+upstreams are sorted, so equal content compares equal and the table's version moves only when
+something changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cortex.backends.base import ReplicaInfo
+from cortex.dataplane.table import RealtimeRoute, RouteTable, SplitTarget, SplitterRoute, Upstream
+from cortex.spec.models import ApiSpec
+from cortex.spec.resolved import endpoint
+
+
+def upstreams_of(replicas: Iterable[ReplicaInfo]) -> tuple[Upstream, ...]:
+    """The Ready replicas that listen on a port, sorted by id."""
+    return tuple(
+        Upstream(replica_id=r.replica_id, host=r.host, port=r.port)
+        for r in sorted(replicas, key=lambda r: r.replica_id)
+        if r.ready and r.port is not None
+    )
+
+
+def realtime_route(
+    api: ApiSpec, replicas: Iterable[ReplicaInfo], *, requested: int
+) -> RealtimeRoute:
+    if api.pod is None:
+        raise ValueError(f"{api.name} ({api.kind}) has no pod")
+    return RealtimeRoute(
+        api_name=api.name,
+        endpoint=endpoint(api),
+        max_concurrency=api.pod.max_concurrency,
+        max_queue_length=api.pod.max_queue_length,
+        upstreams=upstreams_of(replicas),
+        scaled_to_zero=requested == 0,
+    )
+
+
+def splitter_route(api: ApiSpec) -> SplitterRoute:
+    targets = tuple(
+        SplitTarget(api_name=t.name, weight=t.weight, shadow=t.shadow) for t in api.apis or ()
+    )
+    return SplitterRoute(api_name=api.name, endpoint=endpoint(api), targets=targets)
+
+
+def route_table(
+    realtime: Iterable[RealtimeRoute], splitters: Iterable[SplitterRoute], *, version: int = 0
+) -> RouteTable:
+    """A table with the routes sorted by API name."""
+    return RouteTable(
+        version=version,
+        realtime=tuple(sorted(realtime, key=lambda r: r.api_name)),
+        splitters=tuple(sorted(splitters, key=lambda s: s.api_name)),
+    )

@@ -1,0 +1,163 @@
+"""Helpers for the gateway integration tests: a real upstream (uvicorn, port 0), raw servers that
+misbehave, a gateway in-process, and a tiny raw HTTP/1.1 client for keep-alive checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+from cortex.dataplane.gateway import Gateway
+from cortex.dataplane.settings import GatewaySettings
+from cortex.dataplane.table import RealtimeRoute, RouteTable, SplitTarget, SplitterRoute, Upstream
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class UpstreamApp:
+    """ASGI app: ``/echo...`` answers what it got; ``/stream`` sends a chunk, then waits for
+    ``release`` before the second; ``/hang`` never answers; ``/fail`` answers 500;
+    ``/status/<n>`` answers n with no body. ``mode`` "hang" or "fail" does that on every path."""
+
+    def __init__(self, name: str = "up", *, mode: str = "") -> None:
+        self.name = name
+        self.mode = mode
+        self.release = asyncio.Event()
+        self.hits = 0
+        self.peers: set[tuple[str, int]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        self.hits += 1
+        self.peers.add(tuple(scope["client"]))
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        path: str = f"/{self.mode}" if self.mode else scope["path"]
+        if path == "/stream":
+            await self._stream(send)
+        elif path == "/hang":
+            await asyncio.sleep(3600)
+        elif path == "/fail":
+            await _reply(send, 500, b"boom")
+        elif path.startswith("/status/"):
+            await send({"type": "http.response.start", "status": int(path[8:]), "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await self._echo(scope, body, send)
+
+    async def _echo(self, scope: Scope, body: bytes, send: Send) -> None:
+        data = {
+            "upstream": self.name,
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+            "body": body.decode(),
+        }
+        await _reply(send, 200, json.dumps(data).encode(), b"application/json")
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+        await self.release.wait()
+        await send({"type": "http.response.body", "body": b"second"})
+
+
+async def _reply(send: Send, status: int, body: bytes, ctype: bytes = b"text/plain") -> None:
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@asynccontextmanager
+async def run_upstream(app: UpstreamApp) -> AsyncIterator[int]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:0; yields the port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = int(server.servers[0].sockets[0].getsockname()[1])
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        await asyncio.wait_for(task, 5)
+
+
+@asynccontextmanager
+async def run_raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A raw TCP server (for upstreams that misbehave at the socket level)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+def realtime(
+    name: str,
+    ports: list[int],
+    *,
+    endpoint: str | None = None,
+    max_concurrency: int = 8,
+    max_queue_length: int = 8,
+) -> RealtimeRoute:
+    ups = tuple(Upstream(f"{name}-{i}", "127.0.0.1", p) for i, p in enumerate(ports))
+    return RealtimeRoute(
+        api_name=name,
+        endpoint=endpoint or f"/{name}",
+        max_concurrency=max_concurrency,
+        max_queue_length=max_queue_length,
+        upstreams=ups,
+    )
+
+
+def splitter(name: str, targets: list[tuple[str, int, bool]]) -> SplitterRoute:
+    return SplitterRoute(
+        api_name=name,
+        endpoint=f"/{name}",
+        targets=tuple(SplitTarget(n, w, s) for n, w, s in targets),
+    )
+
+
+@asynccontextmanager
+async def run_gateway(table: RouteTable, **settings: Any) -> AsyncIterator[Gateway]:
+    """The gateway in-process on a free port, no operator; stopped afterwards."""
+    gw = Gateway(GatewaySettings(port=0, **settings), table=table)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop(drain_timeout_s=1.0)
+
+
+async def raw_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """Send one request on an open connection and read a Content-Length response."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
