@@ -1,14 +1,17 @@
 """Realtime data-plane benchmark: the gateway vs. hitting the upstream directly.
 
     .venv/bin/python bench/realtime.py [--duration-s 5] [--connections 32,1]
+        [--upstream asyncio,uvloop,uvicorn] [--no-pin]
 
-Starts a trivial upstream (a raw asyncio + httptools HTTP/1.1 server on uvloop answering
-``200 ok``) and the real gateway (``python -m cortex.dataplane.gateway``, serving a cached route
-table, no operator), each in its own subprocess. The upstream is pinned to the last CPU and the
-gateway to the first; the load generator is left free. For each connection count it measures
-the upstream directly and then through the gateway, and prints throughput, p50 and p99 and the
-ratios (throughput gateway/direct, added p50 latency). Uses ``wrk`` when it is installed,
-otherwise a built-in asyncio load generator (much weaker: it shares the CPUs it measures).
+Starts a trivial upstream answering ``200 ok`` and the real gateway (``python -m
+cortex.dataplane.gateway``, serving a cached route table, no operator), each in its own
+subprocess. Upstreams: ``asyncio`` / ``uvloop`` are a raw ``asyncio.Protocol`` + httptools server
+on that loop (the cheapest possible server); ``uvicorn`` is a one-line ASGI app under uvicorn
+(uvloop + httptools), closer to what a model server costs. The upstream is pinned to the last
+CPU and the gateway to the first; the load generator is left free. For each connection count it
+measures the upstream directly and then through the gateway, and prints throughput, p50 and p99
+and the ratios (throughput gateway/direct, added p50 latency). Uses ``wrk`` when it is
+installed, otherwise a built-in asyncio load generator (much weaker: it shares the CPUs).
 
 Targets on a 2-core box: throughput ratio >= 0.6 at 32 connections; added p50 <= 0.1 ms at 1.
 """
@@ -75,14 +78,34 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+PINNING = True  # --no-pin turns it off
+
+
 def pin(cpu: int) -> list[str]:
     ncpu = os.cpu_count() or 1
-    return ["taskset", "-c", str(cpu % ncpu)] if shutil.which("taskset") and ncpu > 1 else []
+    usable = PINNING and shutil.which("taskset") and ncpu > 1
+    return ["taskset", "-c", str(cpu % ncpu)] if usable else []
 
 
-def start_upstream(port: int, loop: str) -> subprocess.Popen[bytes]:
+UVICORN_SRC = r"""
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    hdrs = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": hdrs})
+    await send({"type": "http.response.body", "body": b"ok"})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+            loop="uvloop", http="httptools", lifespan="off", access_log=False)
+"""
+
+
+def start_upstream(port: int, kind: str) -> subprocess.Popen[bytes]:
     cpu = (os.cpu_count() or 1) - 1
-    cmd = [*pin(cpu), sys.executable, "-c", UPSTREAM_SRC, str(port), loop]
+    if kind == "uvicorn":
+        cmd = [*pin(cpu), sys.executable, "-c", UVICORN_SRC, str(port)]
+    else:
+        cmd = [*pin(cpu), sys.executable, "-c", UPSTREAM_SRC, str(port), kind]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     wait_port(port)
     return proc
@@ -186,27 +209,31 @@ def main() -> None:
     ap.add_argument("--duration-s", type=float, default=5.0)
     ap.add_argument("--connections", default="32,1")
     ap.add_argument(
-        "--upstream-loop",
-        default="asyncio,uvloop",
-        help="event loop(s) of the trivial upstream: asyncio, uvloop or both (comma-separated)",
+        "--upstream",
+        default="asyncio,uvloop,uvicorn",
+        help="trivial upstream(s), comma-separated: asyncio, uvloop (raw protocol), uvicorn",
     )
+    ap.add_argument("--no-pin", action="store_true", help="let the scheduler place processes")
     args = ap.parse_args()
+    global PINNING
+    PINNING = not args.no_pin
     use_wrk = shutil.which("wrk") is not None
     print(f"load generator: {'wrk -t1' if use_wrk else 'built-in asyncio client (wrk not found)'}")
     print(
         f"cpus: {os.cpu_count()}; pinning: "
         + ("gateway cpu 0, upstream last cpu, load generator free" if pin(0) else "none")
     )
-    for loop in args.upstream_loop.split(","):
-        bench_one(loop, [int(c) for c in args.connections.split(",")], args.duration_s, use_wrk)
+    for kind in args.upstream.split(","):
+        bench_one(kind, [int(c) for c in args.connections.split(",")], args.duration_s, use_wrk)
 
 
-def bench_one(loop: str, conns_list: list[int], duration_s: float, use_wrk: bool) -> None:
-    """One trivial upstream on ``loop`` and one gateway; direct vs gateway per connection count."""
-    print(f"\n=== upstream: raw asyncio.Protocol + httptools on {loop} ===")
+def bench_one(kind: str, conns_list: list[int], duration_s: float, use_wrk: bool) -> None:
+    """One trivial upstream of ``kind`` and one gateway; direct vs gateway per connection count."""
+    title = "ASGI app on uvicorn" if kind == "uvicorn" else f"raw protocol + httptools on {kind}"
+    print(f"\n=== upstream: {title} ===")
     up_port, gw_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        upstream = start_upstream(up_port, loop)
+        upstream = start_upstream(up_port, kind)
         gateway = start_gateway(gw_port, up_port, Path(tmp))
         try:
             for conns in conns_list:

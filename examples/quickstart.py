@@ -24,25 +24,28 @@ def run(*args: str) -> None:
     subprocess.run([CLI, *args], check=True)
 
 
-def wait_until_live(client: cortex.Client, name: str) -> dict[str, object]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        api = client.get_api(name)
-        status = api.get("status") or {}
-        if status.get("ready", 0) >= 1 and status.get("ready") == status.get("up_to_date"):
-            return api
-        time.sleep(0.5)
-    raise SystemExit(f"{name} did not become ready within {READY_TIMEOUT_S:.0f}s; see `cortex logs {name}`")
+def predict(endpoint: str, sample: object) -> object:
+    """POST the sample; a 503 right after start-up (the gateway picking up the new replicas)
+    is retried for a few seconds."""
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.post(endpoint, json=sample, timeout=30)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            response.raise_for_status()
+            return response.json()
+        time.sleep(0.2)
 
 
 def main() -> None:
     run("cluster", "up", "-y")
     run("deploy", str(HERE / "realtime" / "cortex.yaml"), "-y")
-    api = wait_until_live(cortex.client("local"), "iris")
+    api = cortex.client("local").wait_until_ready("iris", timeout_s=READY_TIMEOUT_S)
     endpoint = str(api["endpoint"])
     sample = json.loads((HERE / "realtime" / "sample.json").read_text())
-    print(f"$ curl -X POST {endpoint} -H 'Content-Type: application/json' -d '{json.dumps(sample)}'")
-    answer = httpx.post(endpoint, json=sample, timeout=30).json()
+    print(
+        f"$ curl -X POST {endpoint} -H 'Content-Type: application/json' -d '{json.dumps(sample)}'"
+    )
+    answer = predict(endpoint, sample)
     print(json.dumps(answer, indent=2))
     print(
         "\nThe iris API is live. Next:\n"

@@ -105,13 +105,42 @@ def _running_jobs(api: Api) -> str:
     return str(sum(1 for job in _jobs(api) if job.get("status") in IN_PROGRESS))
 
 
-def _scaled_row(api: Api, now: float) -> list[str]:
+def _live(api: Api) -> str:
     status = _status(api)
-    live = f"{status.get('ready', 0)}/{status.get('requested', 0)}"
+    return f"{status.get('ready', 0)}/{status.get('requested', 0)}"
+
+
+def format_latency(ms: Any) -> str:
+    """``12.3 ms``; ``-`` when there were no requests (``None``)."""
+    return f"{float(ms):.1f} ms" if isinstance(ms, int | float) else "-"
+
+
+def request_cells(api: Api) -> list[str]:
+    """``avg request | 2XX | 4XX | 5XX`` from the operator's ``metrics`` (``-`` when absent)."""
+    metrics = api.get("metrics")
+    if not isinstance(metrics, dict):
+        return ["-"] * 4
+    counts = [str(metrics.get(key, 0)) for key in ("count_2xx", "count_4xx", "count_5xx")]
+    return [format_latency(metrics.get("avg_latency_ms")), *counts]
+
+
+def _realtime_row(api: Api, now: float) -> list[str]:
     return [
         _meta(api).get("name", ""),
-        live,
-        str(status.get("up_to_date", 0)),
+        str(_status(api).get("status") or "-"),
+        _live(api),
+        str(_status(api).get("up_to_date", 0)),
+        *request_cells(api),
+        _last_update(api, now),
+    ]
+
+
+def _async_row(api: Api, now: float) -> list[str]:
+    return [
+        _meta(api).get("name", ""),
+        str(_status(api).get("status") or "-"),
+        _live(api),
+        str(_status(api).get("up_to_date", 0)),
         _last_update(api, now),
     ]
 
@@ -137,8 +166,24 @@ class _KindTable:
 KIND_TABLES = (
     _KindTable("BatchAPI", ("batch api", "running jobs", "latest job id", "last update"), _job_row),
     _KindTable("TaskAPI", ("task api", "running jobs", "latest job id", "last update"), _job_row),
-    _KindTable("RealtimeAPI", ("realtime api", "live", "up-to-date", "last update"), _scaled_row),
-    _KindTable("AsyncAPI", ("async api", "live", "up-to-date", "last update"), _scaled_row),
+    _KindTable(
+        "RealtimeAPI",
+        (
+            "realtime api",
+            "status",
+            "live",
+            "up-to-date",
+            "avg request",
+            "2XX",
+            "4XX",
+            "5XX",
+            "last update",
+        ),
+        _realtime_row,
+    ),
+    _KindTable(
+        "AsyncAPI", ("async api", "status", "live", "up-to-date", "last update"), _async_row
+    ),
     _KindTable("TrafficSplitter", ("traffic splitter", "apis", "last update"), _splitter_row),
 )
 _BY_KIND = {t.kind: t for t in KIND_TABLES}
@@ -266,11 +311,43 @@ def api_detail(api: Api, now: float, *, verbose: bool) -> list[Table | str]:
     return [b for b in blocks if b]
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return "-" if value is None else str(value)
+
+
+def autoscaler_block(api: Api, now: float) -> str | None:
+    """``describe``'s autoscaler section: requested and ready replicas, the averaged in-flight
+    value and the latest recommendation, the bounds, and the age of the latest tick."""
+    scaler = api.get("autoscaler")
+    if not isinstance(scaler, dict):
+        return None
+    last_tick = scaler.get("last_tick")
+    lines = [
+        ("requested replicas", _number(scaler.get("requested"))),
+        ("ready replicas", _number(_status(api).get("ready"))),
+        ("in flight (averaged)", _number(scaler.get("in_flight"))),
+        ("recommendation", _number(scaler.get("recommendation"))),
+        ("min replicas", _number(scaler.get("min_replicas"))),
+        ("max replicas", _number(scaler.get("max_replicas"))),
+        ("target in flight", _number(scaler.get("target_in_flight"))),
+        (
+            "last tick",
+            "-" if last_tick is None else format_age(max(now - float(last_tick), 0)) + " ago",
+        ),
+    ]
+    return "autoscaler\n\n" + "\n".join(f"{k}: {v}" for k, v in lines)
+
+
 def describe_blocks(api: Api, now: float) -> list[Table | str]:
     blocks: list[Table | str] = [single_api_table(api, now)]
     if links(api):
         blocks.append(links(api))
     blocks.append(replica_table(api))
+    scaler = autoscaler_block(api, now)
+    if scaler:
+        blocks.append(scaler)
     return blocks
 
 

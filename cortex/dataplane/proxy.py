@@ -24,6 +24,7 @@ parser callbacks, with no task and no future; only a queue wait or a new connect
 from __future__ import annotations
 
 import asyncio
+import http
 import json
 import logging
 import time
@@ -57,6 +58,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _STRIP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-for", b"expect"}
+_PLAIN_CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b""})
 _MAX_PIPELINED = 16
 QUEUE_FULL_BODY = b"pending request queue full\n"
 
@@ -95,21 +97,22 @@ def error_body(code: str, message: str) -> bytes:
 def build_upstream_request(
     req: _Request, path: bytes, client_ip: bytes, upstream_host: bytes
 ) -> tuple[bytes, bool]:
-    """The bytes to send upstream and whether the request bypasses the limiter (kube-probe)."""
+    """The bytes to send upstream and whether the request bypasses the limiter (kube-probe).
+
+    Drops hop-by-hop headers (and those the Connection header names), appends the client to
+    X-Forwarded-For, and frames the (whole) body with Content-Length."""
     parts = [req.method, b" ", path, b" HTTP/1.1\r\n"]
-    drop = _STRIP_REQUEST
     xff = b""
     has_host = probe = False
+    named: set[bytes] = set()  # header names listed in Connection: also hop-by-hop
     for name, value in req.headers:
         lname = name.lower()
-        if lname == b"connection":
-            drop = drop | {t.strip().lower() for t in value.split(b",")}
-    for name, value in req.headers:
-        lname = name.lower()
-        if lname in drop:
+        if lname in _STRIP_REQUEST:
             if lname == b"x-forwarded-for":
                 xff = value + b", "
-            elif lname in (b"content-length", b"transfer-encoding"):
+            elif lname == b"connection":
+                named.update(t.strip().lower() for t in value.split(b","))
+            elif lname == b"content-length" or lname == b"transfer-encoding":
                 req.has_body = True
             continue
         if lname == b"host":
@@ -117,6 +120,9 @@ def build_upstream_request(
         elif lname == b"user-agent":
             probe = value.startswith(b"kube-probe/")
         parts += (name, b": ", value, b"\r\n")
+    if named - _PLAIN_CONNECTION_TOKENS:  # rare: drop the named headers too, then redo
+        req.headers = [(n, v) for n, v in req.headers if n.lower() not in named | {b"connection"}]
+        return build_upstream_request(req, path, client_ip, upstream_host)
     if not has_host:
         parts += (b"Host: ", upstream_host, b"\r\n")
     parts += (b"X-Forwarded-For: ", xff, client_ip, b"\r\n")
@@ -137,9 +143,9 @@ class ProxyProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: Headers = []
         self._body: list[bytes] = []
-        self._expect_continue = False
         self._pending: deque[_Request] = deque()
-        self._lost = False
+        self._lost = False  # the connection is gone or closing: no further requests on it
+        self._read_error = False  # the parser failed: answer what is in progress, then close
         self._reset_response()
         self._current: _Request | None = None
 
@@ -176,7 +182,12 @@ class ProxyProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._bad_request(b"upgrades are not supported\n")
         except httptools.HttpParserError:
-            self._bad_request(b"bad request\n")
+            if self._current is None:
+                self._bad_request(b"bad request\n")
+            elif self.transport is not None:
+                # e.g. bytes after "Connection: close": answer what was read whole, then close
+                self._read_error = True
+                self.transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -198,24 +209,21 @@ class ProxyProtocol(asyncio.Protocol):
             self._conn.resume_reading()
 
     # --- httptools request callbacks ------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._body = []
-        self._expect_continue = False
-
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         if len(name) == 6 and name.lower() == b"expect":
-            self._expect_continue = value.lower() == b"100-continue"
+            self._expect(value)
 
-    def on_headers_complete(self) -> None:
-        if self._expect_continue and self.transport is not None:
-            if self._parser.get_http_version() == "1.1":
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    def _expect(self, value: bytes) -> None:
+        """Answer ``Expect: 100-continue`` at once: the client waits for it before sending the
+        body (its whole head is sent by then, so answering before the head is parsed is fine);
+        the body is then read whole as usual."""
+        http11 = self._parser.get_http_version() == "1.1"
+        if http11 and value.lower() == b"100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -225,6 +233,11 @@ class ProxyProtocol(asyncio.Protocol):
         req = _Request(self._parser.get_method(), self._url, self._headers, body)
         req.keep_alive = self._parser.should_keep_alive()
         req.http10 = self._parser.get_http_version() == "1.0"
+        self._url = b""  # ready for the next message (no on_message_begin: one call less)
+        self._headers = []
+        self._body = []
+        if self._lost:  # closed by us (e.g. after "Connection: close"); ignore what follows
+            return
         if self._current is None:
             self._start(req)
         else:
@@ -265,8 +278,9 @@ class ProxyProtocol(asyncio.Protocol):
         if replica is None:
             self._unavailable(target.api_name)
             return
-        host = f"{replica.pool.host}:{replica.pool.port}".encode()
-        self._data, probe = build_upstream_request(req, path, self._client_ip, host)
+        self._data, probe = build_upstream_request(
+            req, path, self._client_ip, replica.pool.host_header
+        )
         if shadow is not None:
             self.ctx.shadow.submit(shadow, self._data, head_only=req.method == b"HEAD")
         self._replica = replica
@@ -302,9 +316,9 @@ class ProxyProtocol(asyncio.Protocol):
         self._holding = True
         await self._connect_then_send(replica)
 
-    async def _connect_then_send(self, replica: Replica) -> None:
+    async def _connect_then_send(self, replica: Replica, *, fresh: bool = False) -> None:
         try:
-            conn = replica.pool.take() or await replica.pool.connect()
+            conn = (None if fresh else replica.pool.take()) or await replica.pool.connect()
         except (OSError, TimeoutError) as exc:
             self._task = None
             self._upstream_error(exc)
@@ -313,18 +327,20 @@ class ProxyProtocol(asyncio.Protocol):
         self._send(conn)
 
     def _send(self, conn: UpstreamConnection) -> None:
-        assert self._current is not None
+        req = self._current
+        assert req is not None
         self._conn = conn
-        conn.send(self._data, self, head_only=self._current.method == b"HEAD")
+        head_only = req.method == b"HEAD"
+        conn.send(self._data, self, head_only=head_only, raw_ok=req.keep_alive and not req.http10)
 
     # --- ResponseSink -------------------------------------------------------------------------
-    def on_response_head(self, status: int, reason: bytes, headers: Headers, framed: bool) -> None:
+    def on_response_head(self, status: int, headers: Headers, framed: bool) -> None:
         req = self._current
         assert req is not None
         self._status = status
         self._started = True
         no_body = req.method == b"HEAD" or status in (204, 304)
-        parts = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, b"\r\n"]
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
         has_length = False
         for name, value in headers:
             lname = name.lower()
@@ -347,6 +363,15 @@ class ProxyProtocol(asyncio.Protocol):
         parts.append(b"\r\n")
         self._keep = keep
         self._head = b"".join(parts)
+
+    def on_response_raw_start(self, status: int) -> None:
+        self._status = status
+        self._started = True
+        self._keep = not self.ctx.closing
+
+    def on_response_raw(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
 
     def on_response_body(self, data: bytes) -> None:
         if self._chunked:
@@ -373,7 +398,7 @@ class ProxyProtocol(asyncio.Protocol):
         self._conn = None
         if retryable and not self._retried and self._replica is not None:
             self._retried = True
-            self._spawn(self._connect_then_send(self._replica))
+            self._spawn(self._connect_then_send(self._replica, fresh=True))
             return
         if self._started:
             log.warning("upstream %s failed mid-response: %r", self._api, exc)
@@ -408,10 +433,7 @@ class ProxyProtocol(asyncio.Protocol):
         assert req is not None and self.transport is not None
         self._status = status
         self._keep = req.keep_alive and not self.ctx.closing
-        reason = _REASONS.get(status, b"")
-        head = b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n" % (
-            status,
-            reason,
+        head = _STATUS_LINES[status] + b"Content-Type: %b\r\nContent-Length: %d\r\n" % (
             content_type,
             len(body),
         )
@@ -426,6 +448,7 @@ class ProxyProtocol(asyncio.Protocol):
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body)
             )
         if self.transport is not None:
+            self._lost = True
             self.transport.close()
 
     def _release(self) -> None:
@@ -442,12 +465,14 @@ class ProxyProtocol(asyncio.Protocol):
         if transport is None or self._lost:
             return
         if not self._keep:
+            self._lost = True
             transport.close()
         elif self._pending:
             if len(self._pending) == _MAX_PIPELINED:
                 transport.resume_reading()
             self._start(self._pending.popleft())
-        elif self.ctx.closing:
+        elif self.ctx.closing or self._read_error:
+            self._lost = True
             transport.close()
 
     def close_if_idle(self) -> None:
@@ -465,11 +490,6 @@ def _log_task_error(task: asyncio.Task[None]) -> None:
         log.error("request task failed", exc_info=task.exception())
 
 
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    404: b"Not Found",
-    500: b"Internal Server Error",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
+_STATUS_LINES = {
+    int(st): b"HTTP/1.1 %d %b\r\n" % (st, st.phrase.encode()) for st in http.HTTPStatus
 }

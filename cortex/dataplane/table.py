@@ -73,6 +73,21 @@ class RouteTable:
 
 
 @dataclass
+class RequestStats:
+    """Cumulative request counters of one API at one gateway since ``gateway_id`` started.
+
+    The operator turns successive snapshots into windowed figures (``cortex get``); a new
+    ``gateway_id`` means the gateway restarted and its counters began again at zero.
+    """
+
+    count_2xx: int = 0
+    count_4xx: int = 0
+    count_5xx: int = 0
+    latency_sum_s: float = 0.0  # over every answered request
+    latency_count: int = 0
+
+
+@dataclass
 class SyncRequest:
     """Body of ``POST /internal/gateway/sync``.
 
@@ -83,3 +98,6 @@ class SyncRequest:
     version: int
     in_flight: dict[str, int] = field(default_factory=dict)  # replica_id -> queued + running
     wait_s: float = 1.0
+    gateway_id: str = ""  # random per gateway process
+    held: dict[str, int] = field(default_factory=dict)  # api_name -> requests the activator holds
+    requests: dict[str, RequestStats] = field(default_factory=dict)  # api_name -> counters

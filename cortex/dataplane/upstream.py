@@ -14,6 +14,7 @@ not processed, so the caller may resend it once on a fresh connection (as Go's t
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Protocol, cast
 
 import httptools
@@ -24,8 +25,9 @@ Headers = list[tuple[bytes, bytes]]
 class ResponseSink(Protocol):
     """Receives one upstream response; every method is called on the event loop."""
 
-    def on_response_head(self, status: int, reason: bytes, headers: Headers, framed: bool) -> None:
-        """Status line and headers; ``framed`` is False for a body delimited by connection close."""
+    def on_response_head(self, status: int, headers: Headers, framed: bool) -> None:
+        """Status and headers (reason phrases are not kept: the gateway writes the standard
+        one); ``framed`` is False for a body delimited by connection close."""
 
     def on_response_body(self, data: bytes) -> None:
         """One piece of the (de-chunked) body."""
@@ -38,6 +40,12 @@ class ResponseSink(Protocol):
 
     def on_response_failed(self, exc: BaseException | None, retryable: bool) -> None:
         """The connection failed before the response was complete."""
+
+    def on_response_raw_start(self, status: int) -> None:
+        """Fast path: the response is forwarded byte for byte; the head is in the next raw."""
+
+    def on_response_raw(self, data: bytes) -> None:
+        """Fast path: bytes to forward unchanged (head and/or body)."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -56,8 +64,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._informational = False
         self._close_delimited = False
         self._framed = False
-        self._reason = b""
         self._headers: Headers = []
+        self._raw_ok = False  # this request's response may go out byte for byte
+        self._at_start = False  # no byte of this response seen yet
+        self._raw_left = 0  # body bytes still expected on the fast path
+        self._held = b""  # a head waiting for the first body bytes (fast path)
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,6 +76,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
+        if self._raw_left:
+            self._raw_body(data)
+            return
+        if self._at_start:
+            self._at_start = False
+            if self._raw_ok and self._raw_head(data):
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -85,15 +103,55 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             sink.on_response_failed(exc, self.reused and not self._got_bytes)
 
+    # --- fast path ----------------------------------------------------------------------------
+    def _raw_head(self, data: bytes) -> bool:
+        """Forward a plain response unchanged, without the parser, when the first read holds
+        its whole head and it is HTTP/1.1, keep-alive, Content-Length framed and free of
+        hop-by-hop headers (the usual answer of a model server). False: use the parser."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or not data.startswith(b"HTTP/1.1 ") or not data[9:12].isdigit():
+            return False
+        status = int(data[9:12])
+        head = data[: end + 2].lower()
+        if status < 200 or status in (204, 304) or _NOT_PLAIN.search(head):
+            return False
+        i = head.find(b"\r\ncontent-length:")
+        if i < 0 or head.find(b"\r\ncontent-length:", i + 2) >= 0:
+            return False
+        value = head[i + 17 : head.find(b"\r\n", i + 2)].strip()
+        if not value.isdigit():
+            return False
+        left = int(value) - (len(data) - end - 4)
+        if left < 0:
+            return False  # more than the body: let the parser reject it
+        sink = self._sink
+        if sink is None:
+            return False
+        sink.on_response_raw_start(status)
+        self._raw_left = left
+        if left and len(data) == end + 4:
+            self._held = data  # head alone (servers often write it apart): send it with the body
+            return True
+        sink.on_response_raw(data)
+        if not left:
+            self._complete(keep_alive=True)
+        return True
+
+    def _raw_body(self, data: bytes) -> None:
+        left = self._raw_left - len(data)
+        sink = self._sink
+        if left < 0 or sink is None:
+            self._raw_left = 0
+            self._fail(ValueError("upstream sent more than its Content-Length"), retryable=False)
+            return
+        self._raw_left = left
+        if self._held:
+            data, self._held = self._held + data, b""
+        sink.on_response_raw(data)
+        if not left:
+            self._complete(keep_alive=True)
+
     # --- httptools callbacks ------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._reason = b""
-        self._framed = False
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         if len(name) in (14, 17) and name.lower() in _FRAMING:
@@ -103,12 +161,14 @@ class UpstreamConnection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if status < 200:  # 100 Continue and friends: skip, the real response follows
             self._informational = True
+            self._headers = []
+            self._framed = False
             return
         framed = self._framed or self._head_only or status in (204, 304)
         self._close_delimited = not framed
         sink = self._sink
         if sink is not None:
-            sink.on_response_head(status, self._reason, self._headers, framed)
+            sink.on_response_head(status, self._headers, framed)
         if self._head_only:
             # httptools cannot be told "no body follows"; finish here and use a fresh parser next.
             self._stale_parser = True
@@ -127,8 +187,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._complete(keep_alive=self._parser.should_keep_alive())
 
     # --- use ----------------------------------------------------------------------------------
-    def send(self, data: bytes, sink: ResponseSink, *, head_only: bool = False) -> None:
-        """Write one whole request; the response goes to ``sink``."""
+    def send(
+        self, data: bytes, sink: ResponseSink, *, head_only: bool = False, raw_ok: bool = False
+    ) -> None:
+        """Write one whole request; the response goes to ``sink``. ``raw_ok``: the sink accepts
+        a plain response byte for byte (see :meth:`_raw_head`)."""
         if self._stale_parser:
             self._parser = httptools.HttpResponseParser(self)
             self._stale_parser = False
@@ -136,6 +199,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = head_only
         self._got_bytes = False
         self._close_delimited = False
+        self._framed = False
+        self._headers = []
+        self._raw_ok = raw_ok and not head_only
+        self._at_start = True
+        self._raw_left = 0
+        self._held = b""
         assert self.transport is not None
         self.transport.write(data)
 
@@ -178,6 +247,9 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 _FRAMING = (b"content-length", b"transfer-encoding")  # lengths 14 and 17
+_NOT_PLAIN = re.compile(
+    rb"\r\n(?:connection|keep-alive|transfer-encoding|trailer|upgrade|te|proxy-[a-z-]*):"
+)  # hop-by-hop headers: a response holding any of them takes the parser path
 
 
 class UpstreamPool:
@@ -186,6 +258,7 @@ class UpstreamPool:
     def __init__(self, host: str, port: int, *, max_idle: int, connect_timeout_s: float = 30.0):
         self.host = host
         self.port = port
+        self.host_header = f"{host}:{port}".encode()  # for requests that came without Host
         self._max_idle = max_idle
         self._connect_timeout_s = connect_timeout_s
         self._idle: list[UpstreamConnection] = []
@@ -238,7 +311,7 @@ class _DiscardSink:
         self._fut = fut
         self._status: int | None = None
 
-    def on_response_head(self, status: int, reason: bytes, headers: Headers, framed: bool) -> None:
+    def on_response_head(self, status: int, headers: Headers, framed: bool) -> None:
         self._status = status
 
     def on_response_body(self, data: bytes) -> None:
@@ -254,6 +327,12 @@ class _DiscardSink:
     def on_response_failed(self, exc: BaseException | None, retryable: bool) -> None:
         if not self._fut.done():
             self._fut.set_result(None)
+
+    def on_response_raw_start(self, status: int) -> None:
+        self._status = status
+
+    def on_response_raw(self, data: bytes) -> None:
+        pass
 
 
 async def send_and_discard(

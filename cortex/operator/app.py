@@ -9,9 +9,10 @@ traceback).
 Authenticated routes (all but ``/verifycortex``, ``/metrics`` and the unauthenticated job
 routes passed in ``public_routers``) check the bearer token, then ``CortexAPIVersion``.
 
-The app's lifespan (when ``run_services``) starts the backend and the reconciler loop as one
-named, guarded task, and on shutdown (after the server has stopped accepting and drained its
-requests) cancels the loop and closes the backend, which stops every replica.
+The app's lifespan (when ``run_services``) starts the backend, then the reconciler loop and the
+autoscaler loop as named, guarded tasks, and on shutdown (after the server has stopped
+accepting and drained its requests) cancels the loops and closes the backend, which stops
+every replica.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -29,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cortex.backends.base import Backend
 from cortex.errors import CortexError
+from cortex.operator.autoscaling_loop import AutoscalingLoop
 from cortex.operator.deploy import Deployer
 from cortex.operator.endpoints import delete, deploy, describe, get, info, internal, logs, refresh
 from cortex.operator.endpoints._common import (
@@ -38,6 +41,7 @@ from cortex.operator.endpoints._common import (
     authenticated_any_version,
 )
 from cortex.operator.metrics import operator_registry
+from cortex.operator.request_stats import RequestWindow
 from cortex.operator.responses import JobStatuses, Responses
 from cortex.operator.settings import OperatorSettings
 from cortex.operator.store import StateStore
@@ -98,15 +102,21 @@ def _log_unexpected_end(task: asyncio.Task[None]) -> None:
 async def _services(app: FastAPI) -> AsyncIterator[None]:
     state: OperatorState = app.state.cortex
     await state.backend.start()
-    task = asyncio.create_task(state.reconciler.run(), name="cortex-reconciler")
-    task.add_done_callback(_log_unexpected_end)
+    tasks = [
+        asyncio.create_task(state.reconciler.run(), name="cortex-reconciler"),
+        asyncio.create_task(state.autoscaling.run(), name="cortex-autoscaler"),
+    ]
+    for task in tasks:
+        task.add_done_callback(_log_unexpected_end)
     try:
         yield
     finally:
         state.stopping.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await state.backend.close()
 
 
@@ -125,12 +135,14 @@ def create_app(
     public_routers: Sequence[APIRouter] = (),
     routers: Sequence[APIRouter] = (),
     jobs: JobStatuses | None = None,
+    autoscaling: AutoscalingLoop | None = None,
 ) -> FastAPI:
     """The operator app; ``app.state.cortex`` (:class:`OperatorState`) holds its objects.
 
     ``public_routers`` / ``routers`` add unauthenticated / authenticated routes, and ``jobs``
     the job statuses of ``/get`` (the job routes of SPEC 10.3 live with the job manager).
-    ``run_services=False`` leaves starting the backend and the reconciler to the caller.
+    ``run_services=False`` leaves starting the backend and the loops to the caller.
+    ``autoscaling`` replaces the autoscaler loop built from ``settings`` (tests inject clocks).
     """
     app = FastAPI(
         title="cortex operator",
@@ -143,6 +155,16 @@ def create_app(
             Exception: _unexpected_error,
         },
     )
+    if autoscaling is None:
+        autoscaling = AutoscalingLoop(
+            store,
+            backend,
+            reconciler.notify,
+            tick_s=settings.autoscaler_tick_s,
+            sample_s=settings.inflight_sample_s,
+            report_s=settings.inflight_report_s,
+        )
+    request_window = RequestWindow(settings.request_metrics_window_s)
     app.state.cortex = OperatorState(
         settings=settings,
         store=store,
@@ -154,8 +176,12 @@ def create_app(
             replica_counts=reconciler.replica_counts,
             api_url=settings.api_url,
             jobs=jobs,
+            request_metrics=lambda name: request_window.to_json(name, now=time.time()),
+            autoscaler=autoscaling.describe,
         ),
-        metrics=operator_registry(store, backend),
+        metrics=operator_registry(store, backend, autoscaling),
+        autoscaling=autoscaling,
+        request_window=request_window,
     )
     for router in (info.public_router, *public_routers):
         app.include_router(router)

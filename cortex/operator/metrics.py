@@ -3,7 +3,10 @@ scrape time, so they cannot drift from what ``cortex get`` shows.
 
 - ``cortex_apis{kind}``: deployed APIs per kind (every kind present, 0 included);
 - ``cortex_replicas{api_name, status}``: replicas per API and status (SPEC 12.2 statuses);
-- ``cortex_replicas_requested{api_name}``: desired replicas of RealtimeAPI/AsyncAPI;
+- ``cortex_requested_replicas{api_name}``: desired replicas of RealtimeAPI/AsyncAPI;
+- ``cortex_in_flight_requests{api_name}``: the in-flight average (SPEC 1.2) of the latest
+  autoscaler tick, and ``cortex_autoscaler_recommendation{api_name}`` that tick's
+  recommendation (before stabilization); APIs without metrics yet have no sample;
 - ``cortex_node_capacity{resource}`` / ``cortex_node_requested{resource}``: the local node's
   allocatable resources and what replicas hold (cpu in cores, mem in bytes, gpu in devices).
 """
@@ -18,14 +21,18 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cortex.backends.base import Backend
+from cortex.operator.autoscaling_loop import AutoscalingLoop
 from cortex.operator.store import StateStore
 from cortex.spec.kinds import SCALED_KINDS, Kind
 
 
 class OperatorCollector(Collector):
-    def __init__(self, store: StateStore, backend: Backend) -> None:
+    def __init__(
+        self, store: StateStore, backend: Backend, autoscaling: AutoscalingLoop | None = None
+    ) -> None:
         self._store = store
         self._backend = backend
+        self._autoscaling = autoscaling
 
     def collect(self) -> Iterator[Metric]:
         records = self._store.list_apis()
@@ -36,7 +43,7 @@ class OperatorCollector(Collector):
         yield apis
 
         requested = GaugeMetricFamily(
-            "cortex_replicas_requested", "Desired replicas", labels=["api_name"]
+            "cortex_requested_replicas", "Desired replicas", labels=["api_name"]
         )
         for rec in records:
             if rec.kind in SCALED_KINDS:
@@ -50,7 +57,29 @@ class OperatorCollector(Collector):
         for (api_name, status), count in sorted(statuses.items()):
             replicas.add_metric([api_name, status], count)
         yield replicas
+        yield from self._autoscaler()
         yield from self._node()
+
+    def _autoscaler(self) -> Iterator[Metric]:
+        if self._autoscaling is None:
+            return
+        in_flight = GaugeMetricFamily(
+            "cortex_in_flight_requests",
+            "In-flight requests averaged over the autoscaling window",
+            labels=["api_name"],
+        )
+        recommendation = GaugeMetricFamily(
+            "cortex_autoscaler_recommendation",
+            "The autoscaler's latest recommendation",
+            labels=["api_name"],
+        )
+        for name, (avg, rec) in self._autoscaling.figures().items():
+            if avg is not None:
+                in_flight.add_metric([name], avg)
+            if rec is not None:
+                recommendation.add_metric([name], rec)
+        yield in_flight
+        yield recommendation
 
     def _node(self) -> Iterator[Metric]:
         node = self._backend.capacity()
@@ -70,8 +99,10 @@ class OperatorCollector(Collector):
         yield held
 
 
-def operator_registry(store: StateStore, backend: Backend) -> CollectorRegistry:
+def operator_registry(
+    store: StateStore, backend: Backend, autoscaling: AutoscalingLoop | None = None
+) -> CollectorRegistry:
     """A registry of its own (not the process-global one), holding the operator's collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(OperatorCollector(store, backend))
+    registry.register(OperatorCollector(store, backend, autoscaling))
     return registry

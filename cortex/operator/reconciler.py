@@ -71,6 +71,7 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._draining: dict[str, float] = {}  # replica id -> when its drain started
         self._removed_in: dict[str, int | None] = {}  # replica id -> first version without it
+        self._routed_in: dict[str, int] = {}  # replica id -> first version that routes to it
         self._replica_api: dict[str, str] = {}  # replica id -> API name, as of the last step
         self._specs: dict[str, tuple[str, ApiSpec]] = {}  # API name -> (api_id, parsed spec)
 
@@ -210,10 +211,22 @@ class Reconciler:
     # --- draining ----------------------------------------------------------------------------
 
     def _as_seen(self, replica: ReplicaInfo) -> ReplicaInfo:
-        """A draining replica is already on its way out: show it as Terminating."""
+        """A draining replica is already on its way out: show it as Terminating. A Ready
+        RealtimeAPI replica the gateway does not route to yet shows as NotReady, so "ready"
+        (in counts, ``wait=True`` and rollouts) means "answering requests through the
+        gateway". Without a gateway to ask, the backend's word stands."""
         if replica.replica_id in self._draining and replica.status != ReplicaStatus.TERMINATING:
             return dataclasses.replace(replica, status=ReplicaStatus.TERMINATING)
+        if replica.status == ReplicaStatus.READY and not self._routed(replica):
+            return dataclasses.replace(replica, status=ReplicaStatus.NOT_READY)
         return replica
+
+    def _routed(self, replica: ReplicaInfo) -> bool:
+        if replica.api_kind != Kind.REALTIME_API or not self._gateway.gateway_present():
+            return True
+        routed_in = self._routed_in.get(replica.replica_id)
+        acked = self._gateway.acked_version
+        return routed_in is not None and acked is not None and acked >= routed_in
 
     def _start_drain(self, replica: ReplicaInfo, now: float) -> None:
         if replica.replica_id in self._draining or replica.status == ReplicaStatus.TERMINATING:
@@ -287,6 +300,9 @@ class Reconciler:
         routed = {u.replica_id for route in table.realtime for u in route.upstreams}
         for replica_id in routed:
             self._removed_in[replica_id] = None
+            self._routed_in.setdefault(replica_id, table.version)
+        for replica_id in [r for r in self._routed_in if r not in routed]:
+            del self._routed_in[replica_id]
         for replica_id, removed_in in self._removed_in.items():
             if removed_in is None and replica_id not in routed:
                 self._removed_in[replica_id] = table.version

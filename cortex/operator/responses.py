@@ -7,7 +7,12 @@ Fields are omitted when empty, as the original's ``omitempty`` did. For Realtime
 - ``requested``: replicas that exist now, any version, not Terminating (``status.replicas``);
 - ``up_to_date``: latest-version replicas, not Terminating (``updatedReplicas``).
 
-``/describe`` adds ``replica_counts``, whose ``requested`` is the desired count.
+- ``status``: the API's one-word status (:func:`cortex.operator.api_status.api_status`).
+
+``/describe`` adds ``replica_counts``, whose ``requested`` is the desired count, and the
+``autoscaler`` section (:meth:`AutoscalingLoop.describe`). RealtimeAPI items carry ``metrics``:
+request counts and average latency over the operator's request-metrics window
+(:meth:`RequestWindow.to_json`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cortex.errors import NotDeployedError, NotFoundError, UnsupportedOperationError
+from cortex.operator.api_status import api_status
 from cortex.operator.deploy import DeployOutcome, spec_of
 from cortex.operator.replica_counts import ReplicaCounts
 from cortex.operator.store import ApiRecord, StateStore
@@ -70,6 +76,7 @@ def metadata_json(rec: ApiRecord) -> dict[str, Any]:
 
 def status_json(counts: ReplicaCounts, *, with_counts: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
+        "status": api_status(counts).value,
         "ready": counts.all_ready,
         "requested": counts.up_to_date + counts.ready_out_of_date,
         "up_to_date": counts.up_to_date,
@@ -84,13 +91,17 @@ class Responses:
     """Builds the read routes' answers from the store and live replica counts.
 
     ``api_url`` is the gateway's base URL (an API's endpoint URL is it plus the endpoint path);
-    ``jobs`` fills BatchAPI/TaskAPI job statuses (omitted without it).
+    ``jobs`` fills BatchAPI/TaskAPI job statuses (omitted without it); ``request_metrics``
+    (API name -> ``metrics`` JSON) fills RealtimeAPI ``metrics`` and ``autoscaler`` (record ->
+    JSON) ``/describe``'s ``autoscaler`` section (each omitted without it).
     """
 
     store: StateStore
     replica_counts: Callable[[str], ReplicaCounts]
     api_url: str
     jobs: JobStatuses | None = None
+    request_metrics: Callable[[str], dict[str, Any]] | None = None
+    autoscaler: Callable[[ApiRecord], dict[str, Any]] | None = None
 
     def deploy_results(self, outcomes: list[DeployOutcome]) -> list[dict[str, Any]]:
         """SPEC 10.4 ``[DeployResult]``; ``api`` carries spec, metadata and endpoint."""
@@ -142,13 +153,15 @@ class Responses:
                 "this operation is only allowed for RealtimeAPI or AsyncAPI kinds and is not "
                 f"supported for {name} of kind {rec.kind}"
             )
-        return [
-            {
-                "metadata": metadata_json(rec),
-                "status": status_json(self.replica_counts(name), with_counts=True),
-                "endpoint": self.endpoint_url(rec),
-            }
-        ]
+        data: dict[str, Any] = {
+            "metadata": metadata_json(rec),
+            "status": status_json(self.replica_counts(name), with_counts=True),
+            "endpoint": self.endpoint_url(rec),
+        }
+        self._add_metrics(rec, data)
+        if self.autoscaler is not None:
+            data["autoscaler"] = self.autoscaler(rec)
+        return [data]
 
     def endpoint_url(self, rec: ApiRecord) -> str:
         return self.api_url + resolved.endpoint(spec_of(rec))
@@ -163,6 +176,7 @@ class Responses:
         data: dict[str, Any] = {"metadata": metadata_json(rec)}
         if rec.kind in SCALED_KINDS:
             data["status"] = status_json(self.replica_counts(rec.name))
+            self._add_metrics(rec, data)
         elif rec.kind == Kind.TRAFFIC_SPLITTER:
             data["num_traffic_splitter_targets"] = len(spec_of(rec).apis or ())
         key = _JOB_STATUS_KEYS.get(Kind(rec.kind))
@@ -171,6 +185,10 @@ class Responses:
             if statuses:
                 data[key] = statuses
         return data
+
+    def _add_metrics(self, rec: ApiRecord, data: dict[str, Any]) -> None:
+        if rec.kind == Kind.REALTIME_API and self.request_metrics is not None:
+            data["metrics"] = self.request_metrics(rec.name)
 
     def _deployed_api(self, rec: ApiRecord) -> dict[str, Any]:
         return {

@@ -43,6 +43,10 @@ class OperatorSettings:
     stalled_after_s: float = 900.0  # CORTEX_STALLED_AFTER_S: Pending this long becomes Stalled
     log_level: str = "INFO"  # CORTEX_LOG_LEVEL: Python logging level name
     shutdown_timeout_s: float = 5.0  # CORTEX_SHUTDOWN_TIMEOUT_S: wait for open requests on exit
+    autoscaler_tick_s: float = 10.0  # CORTEX_AUTOSCALER_TICK_S: seconds between autoscaler ticks
+    inflight_sample_s: float = 1.0  # CORTEX_INFLIGHT_SAMPLE_S: in-flight sampling period
+    inflight_report_s: float = 10.0  # CORTEX_INFLIGHT_REPORT_S: in-flight averaging period
+    request_metrics_window_s: float = 900.0  # CORTEX_REQUEST_METRICS_WINDOW_S: `cortex get`
 
     @property
     def state_db(self) -> Path:
@@ -70,7 +74,7 @@ class OperatorSettings:
             raise SettingsError("CORTEX_OPERATOR_TOKEN must be set to the operator's bearer token")
         cli_config_dir = _path(env.get("CORTEX_CLI_CONFIG_DIR") or "~/.cortex")
         state_raw = env.get("CORTEX_STATE_DIR")
-        return cls(
+        settings = cls(
             state_dir=_path(state_raw) if state_raw else cli_config_dir / "local",
             token=token,
             cli_config_dir=cli_config_dir,
@@ -84,7 +88,16 @@ class OperatorSettings:
             stalled_after_s=_float(env, "CORTEX_STALLED_AFTER_S", 900.0),
             log_level=env.get("CORTEX_LOG_LEVEL", "INFO").upper(),
             shutdown_timeout_s=_float(env, "CORTEX_SHUTDOWN_TIMEOUT_S", 5.0),
+            autoscaler_tick_s=_positive(env, "CORTEX_AUTOSCALER_TICK_S", 10.0),
+            inflight_sample_s=_positive(env, "CORTEX_INFLIGHT_SAMPLE_S", 1.0),
+            inflight_report_s=_positive(env, "CORTEX_INFLIGHT_REPORT_S", 10.0),
+            request_metrics_window_s=_positive(env, "CORTEX_REQUEST_METRICS_WINDOW_S", 900.0),
         )
+        if settings.inflight_sample_s > settings.inflight_report_s:
+            raise SettingsError(
+                "CORTEX_INFLIGHT_SAMPLE_S cannot be longer than CORTEX_INFLIGHT_REPORT_S"
+            )
+        return settings
 
 
 def _path(raw: str) -> Path:
@@ -116,6 +129,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number of seconds (got {raw!r})") from exc
     if value < 0:
         raise SettingsError(f"{name} cannot be negative (got {raw!r})")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive number of seconds (got {env[name]!r})")
     return value
 
 

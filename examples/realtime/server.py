@@ -44,6 +44,8 @@ def predict(flower: Flower) -> dict[str, object]:
     best = int(probabilities.argmax())
     return {
         "label": LABELS[best],
-        "probabilities": {name: round(float(p), 4) for name, p in zip(LABELS, probabilities)},
+        "probabilities": {
+            name: round(float(p), 4) for name, p in zip(LABELS, probabilities, strict=True)
+        },
         "replica": os.environ.get("HOSTNAME", "") or os.environ.get("CORTEX_PORT", ""),
     }

@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str, period_s: float = 0.1) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout_s: float, what: str, period_s: float = 0.1
+) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -102,12 +104,21 @@ class LocalCluster:
     def state_dir(self) -> Path:
         return self.config_dir / "local"
 
-    def cli(self, *args: str, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout_s: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [CLI, *args], env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False
+            [CLI, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"cortex {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+            raise AssertionError(
+                f"cortex {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+            )
         return proc
 
     def cli_json(self, *args: str) -> Any:
@@ -115,13 +126,21 @@ class LocalCluster:
 
     def up(self) -> None:
         self.cli(
-            "cluster", "up", "-y", "--operator-port", str(self.operator_port), "--api-port", str(self.api_port)
+            "cluster",
+            "up",
+            "-y",
+            "--operator-port",
+            str(self.operator_port),
+            "--api-port",
+            str(self.api_port),
         )
 
     def down(self) -> None:
         self.cli("cluster", "down", "-y", check=False, timeout_s=150)
 
-    def deploy(self, yaml_text: str, *, name: str = "cortex.yaml", force: bool = False) -> subprocess.CompletedProcess[str]:
+    def deploy(
+        self, yaml_text: str, *, name: str = "cortex.yaml", force: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         project = self.config_dir.parent / "project"
         project.mkdir(exist_ok=True)
         for app in APPS_DIR.glob("*.py"):
@@ -138,10 +157,17 @@ class LocalCluster:
         def live() -> dict[str, Any] | None:
             api = self.get_api(name)
             status = api.get("status") or {}
-            ok = status.get("ready") == replicas == status.get("up_to_date") == status.get("requested")
+            ok = (
+                status.get("ready")
+                == replicas
+                == status.get("up_to_date")
+                == status.get("requested")
+            )
             return api if ok else None
 
-        return dict(wait_for(live, timeout_s=timeout_s, what=f"{name} live with {replicas} replicas"))
+        return dict(
+            wait_for(live, timeout_s=timeout_s, what=f"{name} live with {replicas} replicas")
+        )
 
     def request(self, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.api_url + path, timeout=30, **kwargs)

@@ -41,7 +41,9 @@ def test_deploy_serve_get_delete(local_cluster: LocalCluster) -> None:
 
     assert local_cluster.cli("delete", "echo", "-f").returncode == 0
     wait_for(
-        lambda: local_cluster.request("/echo").status_code == 404, timeout_s=30, what="endpoint removed"
+        lambda: local_cluster.request("/echo").status_code == 404,
+        timeout_s=30,
+        what="endpoint removed",
     )
     missing = local_cluster.cli("get", "echo", check=False)
     assert missing.returncode == 1 and "echo is not deployed" in missing.stderr
@@ -71,7 +73,9 @@ def test_rolling_update_and_refresh_fail_no_request(local_cluster: LocalCluster)
     local_cluster.wait_live("echo", replicas=2)
 
     stop, results = threading.Event(), Counter[int]()
-    workers = [threading.Thread(target=_load, args=(local_cluster, stop, results)) for _ in range(3)]
+    workers = [
+        threading.Thread(target=_load, args=(local_cluster, stop, results)) for _ in range(3)
+    ]
     for worker in workers:
         worker.start()
     try:
@@ -86,7 +90,9 @@ def test_rolling_update_and_refresh_fail_no_request(local_cluster: LocalCluster)
         before = {local_cluster.request("/echo").json()["replica"] for _ in range(10)}
         assert local_cluster.cli("refresh", "echo").returncode == 0
         wait_for(
-            lambda: not before & {local_cluster.request("/echo").json()["replica"] for _ in range(10)},
+            lambda: (
+                not before & {local_cluster.request("/echo").json()["replica"] for _ in range(10)}
+            ),
             timeout_s=60,
             what="every replica replaced by refresh",
         )
@@ -106,7 +112,9 @@ def _replica_pids(cluster: LocalCluster) -> set[int]:
             env = proc.info["environ"] or {}
         except (psutil.Error, KeyError):
             continue
-        if env.get("CORTEX_CLI_CONFIG_DIR") == str(cluster.config_dir) and env.get("CORTEX_API_NAME"):
+        if env.get("CORTEX_CLI_CONFIG_DIR") == str(cluster.config_dir) and env.get(
+            "CORTEX_API_NAME"
+        ):
             found.add(proc.info["pid"])
     return found
 
@@ -136,7 +144,11 @@ def test_operator_crash_and_cluster_restart_keep_apis(local_cluster: LocalCluste
 def test_logs_stream_json_lines(local_cluster: LocalCluster) -> None:
     assert local_cluster.deploy(echo_api_yaml("echo", replicas=1)).returncode == 0
     local_cluster.wait_live("echo", replicas=1)
-    lines = [json.loads(line) for line in local_cluster.cli("logs", "echo", "-o", "json").stdout.splitlines() if line]
+    lines = [
+        json.loads(line)
+        for line in local_cluster.cli("logs", "echo", "-o", "json").stdout.splitlines()
+        if line
+    ]
     started = [line for line in lines if line.get("event") == "echo server started"]
     assert started, lines
     assert started[0]["labels"]["apiName"] == "echo"

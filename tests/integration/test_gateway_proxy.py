@@ -14,6 +14,7 @@ from cortex.dataplane.gateway import Gateway
 from cortex.dataplane.table import RouteTable
 from tests.integration.test_gateway_support import (
     UpstreamApp,
+    close_writer,
     raw_request,
     realtime,
     run_gateway,
@@ -25,7 +26,7 @@ from tests.integration.test_gateway_support import (
 pytestmark = pytest.mark.integration
 
 
-async def _wait_for(cond, timeout_s: float = 2.0) -> None:
+async def _wait_for(cond, timeout_s: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
@@ -106,7 +107,7 @@ async def test_head_and_204_have_no_body_and_keep_the_connection() -> None:
         assert (status, body) == (204, b"")
         status, _, body = await raw_request(reader, writer, b"GET /a/q HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 200 and json.loads(body)["path"] == "/q"
-        writer.close()
+        await close_writer(writer)
 
 
 async def test_keep_alive_reuses_client_and_upstream_connections() -> None:
@@ -118,7 +119,7 @@ async def test_keep_alive_reuses_client_and_upstream_connections() -> None:
             status, headers, body = await raw_request(reader, writer, req)
             assert status == 200 and json.loads(body)["query"] == f"i={i}"
             assert headers.get("connection") != "close"
-        writer.close()
+        await close_writer(writer)
         assert app.hits == 5
         assert len(app.peers) == 1  # one pooled upstream connection served all five
 
@@ -131,7 +132,7 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         for i in range(3):
             status, _, body = await raw_request(reader, writer, b"")
             assert status == 200 and json.loads(body)["path"] == f"/{i}"
-        writer.close()
+        await close_writer(writer)
 
 
 async def test_unknown_endpoint_404_and_no_replica_503() -> None:
@@ -183,7 +184,7 @@ async def test_queue_full_503_and_queued_request_runs_later() -> None:
 async def test_upstream_dying_mid_request_gives_502_and_frees_the_slot() -> None:
     async def die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.close()
+        await close_writer(writer)
 
     async with run_raw_server(die) as up:
         table = RouteTable(1, (realtime("d", [up], max_concurrency=1, max_queue_length=0),))
@@ -200,7 +201,7 @@ async def test_upstream_dying_after_headers_aborts_the_client() -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
         await writer.drain()
-        writer.close()
+        await close_writer(writer)
 
     async with run_raw_server(half) as up, run_gateway(RouteTable(1, (realtime("h", [up]),))) as gw:
         async with _client(gw) as c:
@@ -230,9 +231,9 @@ async def test_client_disconnect_releases_slot_and_closes_upstream() -> None:
             _, w2 = await asyncio.open_connection("127.0.0.1", gw.port)
             w2.write(b"GET /c/echo HTTP/1.1\r\nHost: x\r\n\r\n")  # queued
             await _wait_for(lambda: rep.limiter.queued == 1)
-            w2.close()
+            await close_writer(w2)
             await _wait_for(lambda: rep.limiter.in_flight == 1)
-            w1.close()
+            await close_writer(w1)
             await _wait_for(lambda: rep.limiter.in_flight == 0)
             assert rep.pool.idle_count == 0  # the hung upstream connection was closed, not pooled
             async with _client(gw) as c:
@@ -312,7 +313,7 @@ async def test_expect_100_continue_and_http10_client() -> None:
         status, _, body = await raw_request(reader, writer, b"hello")
         assert status == 200 and json.loads(body)["body"] == "hello"
         assert "expect" not in dict(json.loads(body)["headers"])
-        writer.close()
+        await close_writer(writer)
         # HTTP/1.0 without keep-alive, to a chunked upstream answer: close-delimited body
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
         app.release.set()
@@ -321,7 +322,7 @@ async def test_expect_100_continue_and_http10_client() -> None:
         head, _, rest = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
         assert rest == b"first;second"
-        writer.close()
+        await close_writer(writer)
 
 
 async def test_hung_shadow_copies_time_out_and_free_their_slots() -> None:
@@ -339,3 +340,81 @@ async def test_hung_shadow_copies_time_out_and_free_their_slots() -> None:
             assert gw.router.in_flight()["slow-0"] == 3
             await _wait_for(lambda: gw.shadow.outstanding == 0)
             assert gw.router.in_flight()["slow-0"] == 0
+
+
+async def test_reused_connection_closed_by_upstream_is_retried_once() -> None:
+    connections = 0
+
+    async def one_per_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # answers the first request of each connection, then drops it at the next request
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        await close_writer(writer)
+
+    async with (
+        run_raw_server(one_per_conn) as up,
+        run_gateway(RouteTable(1, (realtime("r", [up]),))) as gw,
+        _client(gw) as c,
+    ):
+        for _ in range(3):
+            r = await c.get("/r")
+            assert (r.status_code, r.text) == (200, "ok")
+        assert connections == 3
+        assert gw.router.in_flight() == {"r-0": 0}
+
+
+async def test_responses_split_across_reads_both_paths() -> None:
+    async def pieces(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # 1: whole head first, body in two reads
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-A: 1\r\n\r\nhello")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"world")
+        await reader.readuntil(b"\r\n\r\n")  # 2: head split in the middle of a header
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Le")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"ngth: 3\r\nConnection: keep-alive\r\n\r\nabc")
+        await reader.readuntil(b"\r\n\r\n")  # 3: the head alone, then the body
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"tail")
+        await reader.readuntil(b"\r\n\r\n")
+
+    async with (
+        run_raw_server(pieces) as up,
+        run_gateway(RouteTable(1, (realtime("p", [up]),))) as gw,
+        _client(gw) as c,
+    ):
+        r = await c.get("/p")
+        assert (r.status_code, r.text, r.headers["x-a"]) == (200, "helloworld", "1")
+        r = await c.get("/p")
+        assert (r.status_code, r.text) == (201, "abc")
+        assert "keep-alive" not in r.headers.get("connection", "")  # hop-by-hop, dropped
+        r = await c.get("/p")
+        assert (r.status_code, r.text) == (200, "tail")
+
+
+async def test_bad_request_400_and_connection_close_honoured() -> None:
+    app = UpstreamApp()
+    async with run_upstream(app) as up, run_gateway(RouteTable(1, (realtime("b", [up]),))) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 2.0)
+        assert raw.startswith(b"HTTP/1.1 400 Bad Request")
+        await close_writer(writer)
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(
+            b"GET /b/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            b"GET /b/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        raw = await asyncio.wait_for(reader.read(), 2.0)  # one answer, then the gateway closes
+        assert raw.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in raw
+        assert b'"path": "/1"' in raw
+        await close_writer(writer)
+        assert app.hits == 1

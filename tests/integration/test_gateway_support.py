@@ -4,6 +4,7 @@ misbehave, a gateway in-process, and a tiny raw HTTP/1.1 client for keep-alive c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -101,12 +102,25 @@ async def run_upstream(app: UpstreamApp) -> AsyncIterator[int]:
 async def run_raw_server(
     handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
 ) -> AsyncIterator[int]:
-    """A raw TCP server (for upstreams that misbehave at the socket level)."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    """A raw TCP server (for upstreams that misbehave at the socket level); every connection's
+    writer is closed when its handler ends, however it ends."""
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
     try:
         yield int(server.sockets[0].getsockname()[1])
     finally:
         server.close()
+        await server.wait_closed()
 
 
 def realtime(
@@ -161,3 +175,9 @@ async def raw_request(
             headers[k.strip().lower()] = v.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return status, headers, body
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()

@@ -62,7 +62,7 @@ class FakeOperator:
         await send({"type": "http.response.body", "body": out})
 
 
-async def _wait_for(cond, timeout_s: float = 3.0) -> None:
+async def _wait_for(cond, timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"

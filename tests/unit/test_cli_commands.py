@@ -52,7 +52,20 @@ def configure(stub: StubOperator, name: str = "dev", token: str = "t") -> Result
 def realtime(name: str, ready: int = 1, requested: int = 1) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "kind": "RealtimeAPI", "last_updated": 0},
-        "status": {"ready": ready, "requested": requested, "up_to_date": requested},
+        "status": {
+            "status": "live" if ready == requested else "updating",
+            "ready": ready,
+            "requested": requested,
+            "up_to_date": requested,
+        },
+        "metrics": {
+            "window_s": 900,
+            "avg_latency_ms": 7.25,
+            "count_2xx": 5,
+            "count_4xx": 1,
+            "count_5xx": 0,
+            "requests": 6,
+        },
     }
 
 
@@ -105,8 +118,9 @@ def test_get_all_environments_keeps_going_past_a_broken_one(cfg, stub):
     result = run("get")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["env", "realtime", "api", "live", "up-to-date", "last", "update"]
-    assert lines[1].split()[:4] == ["dev", "a", "1/2", "2"]
+    header = "env realtime api status live up-to-date avg request 2XX 4XX 5XX last update"
+    assert lines[0].split() == header.split()
+    assert lines[1].split()[:9] == ["dev", "a", "updating", "1/2", "2", "7.2", "ms", "5", "1"]
     assert lines[2] == (
         "unable to detect apis from the gone environment; "
         "run `cortex get --env gone` if this is unexpected"
@@ -123,7 +137,7 @@ def test_get_with_env_and_nothing_deployed(cfg, stub):
     stub.routes[("GET", "/get")] = (200, [])
     assert run("get", "-e", "dev").stdout == "no apis are deployed\n"
     stub.routes[("GET", "/get")] = (200, [realtime("a")])
-    assert run("get", "-e", "dev").stdout.startswith("realtime api   live")
+    assert run("get", "-e", "dev").stdout.startswith("realtime api   status   live")
     assert json.loads(run("get", "-e", "dev", "-o", "json").stdout) == [realtime("a")]
 
 
@@ -152,9 +166,23 @@ def test_describe(cfg, stub):
     configure(stub)
     api = realtime("a")
     api["status"]["replica_counts"] = {"requested": 1, "ready": 1}
+    api["autoscaler"] = {
+        "in_flight": 0.5,
+        "recommendation": 1,
+        "requested": 1,
+        "min_replicas": 0,
+        "max_replicas": 4,
+        "target_in_flight": 1.0,
+        "last_tick": None,
+    }
     stub.routes[("GET", "/describe/a")] = (200, [api])
     out = run("describe", "a").stdout
     assert "replica status                     replica count\nCreating" in out
+    assert "autoscaler\n\nrequested replicas: 1\nready replicas: 1\n" in out
+    assert "in flight (averaged): 0.5\nrecommendation: 1\n" in out
+    assert (
+        json.loads(run("describe", "a", "-o", "json").stdout)[0]["autoscaler"]["in_flight"] == 0.5
+    )
 
 
 def test_deploy_validates_locally_then_posts(cfg, stub, tmp_path):

@@ -66,11 +66,36 @@ def test_table_unsorted_and_fixed_first_width():
 
 
 def realtime(
-    name: str, ready: int, requested: int, up_to_date: int, updated: float = NOW - 65
+    name: str,
+    ready: int,
+    requested: int,
+    up_to_date: int,
+    updated: float = NOW - 65,
+    status: str = "live",
+    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    api: dict[str, Any] = {
         "metadata": {"name": name, "kind": "RealtimeAPI", "last_updated": updated},
-        "status": {"ready": ready, "requested": requested, "up_to_date": up_to_date},
+        "status": {
+            "status": status,
+            "ready": ready,
+            "requested": requested,
+            "up_to_date": up_to_date,
+        },
+    }
+    if metrics is not None:
+        api["metrics"] = metrics
+    return api
+
+
+def metrics(avg_ms: float | None, c2: int, c4: int, c5: int) -> dict[str, Any]:
+    return {
+        "window_s": 900,
+        "avg_latency_ms": avg_ms,
+        "count_2xx": c2,
+        "count_4xx": c4,
+        "count_5xx": c5,
+        "requests": c2 + c4 + c5,
     }
 
 
@@ -90,24 +115,35 @@ def test_get_tables_per_kind_in_spec_order_with_env_column():
         "metadata": {"name": "s", "kind": "TrafficSplitter", "last_updated": NOW - 5},
         "num_traffic_splitter_targets": 2,
     }
+    b = realtime("b", 1, 2, 2, status="updating", metrics=metrics(12.345, 40, 2, 1))
+    a = realtime("a", 3, 3, 3, metrics=metrics(None, 0, 0, 0))
     results = [
-        EnvApis("local", [realtime("b", 1, 2, 2), splitter, batch("bt", jobs)]),
-        EnvApis("prod", [realtime("a", 3, 3, 3)]),
+        EnvApis("local", [b, splitter, batch("bt", jobs)]),
+        EnvApis("prod", [a]),
     ]
     tables = api_list_tables(results, show_env=True, now=NOW)
     assert [t.plain for t in tables] == [
         "env     batch api   running jobs   latest job id            last update\n"
         "local   bt          1              j2 (submitted 30s ago)   10s",
-        "env     realtime api   live   up-to-date   last update\n"
-        "local   b              1/2    2            1m5s\n"
-        "prod    a              3/3    3            1m5s",
+        "env     realtime api   status     live   up-to-date   avg request   2XX   4XX   5XX"
+        "   last update\n"
+        "local   b              updating   1/2    2            12.3 ms       40    2     1"
+        "     1m5s\n"
+        "prod    a              live       3/3    3            -             0     0     0"
+        "     1m5s",
         "env     traffic splitter   apis   last update\nlocal   s                  2      5s",
     ]
 
 
 def test_get_tables_without_env_column_and_empty():
     tables = api_list_tables([EnvApis("x", [realtime("a", 0, 1, 1)])], show_env=False, now=NOW)
-    assert tables[0].plain.splitlines()[0] == "realtime api   live   up-to-date   last update"
+    assert tables[0].plain.splitlines()[0] == (
+        "realtime api   status   live   up-to-date   avg request   2XX   4XX   5XX   last update"
+    )
+    # an operator that sends no status or metrics: dashes
+    old = {"metadata": {"name": "a", "kind": "RealtimeAPI"}, "status": {"ready": 1}}
+    [table] = api_list_tables([EnvApis("x", [old])], show_env=False, now=NOW)
+    assert table.rows == [["a", "-", "1/0", "0", "-", "-", "-", "-", "-"]]
     assert api_list_tables([EnvApis("x")], show_env=False, now=NOW) == []
 
 
@@ -167,6 +203,37 @@ def test_describe_replica_table_sorted_and_hides_zero_failures():
     ]
     assert table.plain.splitlines()[0] == "replica status" + " " * 21 + "replica count"
     assert len(describe_blocks(api, NOW)) == 2  # no endpoint: row table + replica table
+
+
+def test_describe_autoscaler_section():
+    api = realtime("a", 2, 3, 3, status="updating", metrics=metrics(1.0, 1, 0, 0))
+    api["status"]["replica_counts"] = {"requested": 3, "ready": 2, "creating": 1}
+    api["autoscaler"] = {
+        "in_flight": 2.6666666,
+        "recommendation": 3,
+        "requested": 3,
+        "min_replicas": 1,
+        "max_replicas": 10,
+        "target_in_flight": 1.0,
+        "last_tick": NOW - 4,
+    }
+    blocks = describe_blocks(api, NOW)
+    assert text(blocks[0]).splitlines()[1].split()[:6] == ["a", "updating", "2/3", "3", "1.0", "ms"]
+    assert blocks[-1] == (
+        "autoscaler\n\n"
+        "requested replicas: 3\n"
+        "ready replicas: 2\n"
+        "in flight (averaged): 2.67\n"
+        "recommendation: 3\n"
+        "min replicas: 1\n"
+        "max replicas: 10\n"
+        "target in flight: 1\n"
+        "last tick: 4s ago"
+    )
+    api["autoscaler"].update(in_flight=None, recommendation=None, last_tick=None)
+    last = str(describe_blocks(api, NOW)[-1])
+    assert "in flight (averaged): -\nrecommendation: -\n" in last
+    assert last.endswith("last tick: -")
 
 
 def test_job_detail_batch_running_and_completed():

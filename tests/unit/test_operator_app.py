@@ -212,8 +212,16 @@ async def test_get_list_order_and_shapes(client: httpx.AsyncClient, parts) -> No
     items = (await client.get("/get", headers=HEADERS)).json()
     assert [i["metadata"]["name"] for i in items] == ["iris", "job", "split"]
     iris, job, split = items
-    assert set(iris) == {"metadata", "status"}
-    assert iris["status"] == {"ready": 2, "requested": 2, "up_to_date": 2}
+    assert set(iris) == {"metadata", "status", "metrics"}
+    assert iris["status"] == {"status": "live", "ready": 2, "requested": 2, "up_to_date": 2}
+    assert iris["metrics"] == {
+        "window_s": 900.0,
+        "avg_latency_ms": None,
+        "count_2xx": 0,
+        "count_4xx": 0,
+        "count_5xx": 0,
+        "requests": 0,
+    }
     assert set(iris["metadata"]) == {"name", "kind", "id", "deployment_id", "last_updated"}
     assert "deployment_id" not in job["metadata"]
     assert job["batch_job_statuses"] == [{"job_id": "job-1", "limit": 10}]
@@ -230,7 +238,7 @@ async def test_get_one_and_versions(client: httpx.AsyncClient, parts) -> None:
     current_id = store.get_api("iris").api_id
 
     [one] = (await client.get("/get/iris", headers=HEADERS)).json()
-    assert set(one) == {"metadata", "status", "spec", "endpoint", "api_versions"}
+    assert set(one) == {"metadata", "status", "metrics", "spec", "endpoint", "api_versions"}
     assert [v["api_id"] for v in one["api_versions"]] == [current_id, first_id]
     assert one["endpoint"] == "http://127.0.0.1:9999/iris"
 
@@ -294,7 +302,8 @@ async def test_stream_logs(client: httpx.AsyncClient, parts) -> None:
     await post_deploy(client, REALTIME + BATCH)
     backend.add_log("iris", '{"message": "one"}')
     backend.add_log("iris", '{"message": "two"}\n')
-    resp = await client.get("/streamlogs/iris", params={"follow": "false"}, headers=HEADERS)
+    params = {"follow": "false", "jobID": ""}  # an empty jobID is no job id
+    resp = await client.get("/streamlogs/iris", params=params, headers=HEADERS)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     assert resp.text == '{"message": "one"}\n{"message": "two"}\n'
@@ -353,7 +362,7 @@ async def test_metrics(client: httpx.AsyncClient, parts) -> None:
     assert 'cortex_apis{kind="RealtimeAPI"} 1.0' in text
     assert 'cortex_apis{kind="TaskAPI"} 0.0' in text
     assert 'cortex_replicas{api_name="iris",status="Creating"} 2.0' in text
-    assert 'cortex_replicas_requested{api_name="iris"} 2.0' in text
+    assert 'cortex_requested_replicas{api_name="iris"} 2.0' in text
 
 
 async def test_gateway_sync(client: httpx.AsyncClient, parts) -> None:

@@ -414,3 +414,17 @@ async def test_run_steps_on_notify_and_survives_errors(h: Harness) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_ready_counts_only_once_the_gateway_routes_the_replica(h: Harness) -> None:
+    h.deploy(requested=1)
+    await h.ack()  # a gateway is present and current
+    h.rec.step()
+    h.backend.make_ready()
+    # The backend says Ready, but the gateway has not acked a table routing to it yet.
+    h.rec.step()
+    counts = h.rec.replica_counts("iris")
+    assert (counts.ready, counts.not_ready) == (0, 1)
+    await h.ack()
+    counts = h.rec.replica_counts("iris")
+    assert (counts.ready, counts.not_ready) == (1, 0)

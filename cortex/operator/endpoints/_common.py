@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from cortex.backends.base import Backend
 from cortex.dataplane.table import RouteTable, SyncRequest
 from cortex.errors import AuthForbiddenError, AuthMissingError, VersionMismatchError
+from cortex.operator.autoscaling_loop import AutoscalingLoop
 from cortex.operator.deploy import Deployer, ReplicaView
+from cortex.operator.request_stats import RequestWindow
 from cortex.operator.responses import Responses
 from cortex.operator.settings import OperatorSettings
 from cortex.operator.store import StateStore
@@ -40,6 +42,8 @@ class OperatorState:
     deployer: Deployer
     responses: Responses
     metrics: CollectorRegistry
+    autoscaling: AutoscalingLoop
+    request_window: RequestWindow
     # Set when the server begins shutting down: followed log streams end at once.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

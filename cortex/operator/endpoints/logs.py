@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from cortex.errors import InvalidRequestError, NotDeployedError
@@ -65,13 +65,14 @@ async def _lines(source: AsyncIterator[str], stopping: asyncio.Event) -> AsyncIt
 async def stream_logs(
     name: str, state: State, job_id: JobID = None, follow: str | None = None
 ) -> StreamingResponse:
+    job_id = job_id or None  # an empty jobID (as clients send for "none") means every replica
     _check_target(state, name, job_id)
     source = state.backend.stream_logs(name, job_id=job_id, follow=query_bool(follow))
     return StreamingResponse(_lines(source, state.stopping), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/logs/{name}")
-async def log_url(name: str, request: Request, state: State, job_id: JobID = None) -> JSONResponse:
+async def log_url(name: str, state: State, job_id: JobID = None) -> JSONResponse:
     _check_target(state, name, job_id)
     url = f"{state.settings.operator_url}/streamlogs/{quote(name)}"
     if job_id:

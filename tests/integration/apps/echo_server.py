@@ -1,6 +1,6 @@
 """A tiny ASGI app the integration tests deploy as a replica's container.
 
-GET/POST /            -> {"replica": <CORTEX_PORT>, "version": $APP_VERSION, "path", "query", "body"}
+GET/POST /            -> {"replica", "version" ($APP_VERSION), "method", "path", "query", "body"}
 GET /slow?s=0.5       -> sleeps, then answers like /
 GET /stream?n=3       -> n chunks, 0.2 s apart
 GET /healthz          -> 200 (503 while the file named by $APP_UNHEALTHY_FILE exists)
@@ -21,7 +21,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-print(json.dumps({"event": "echo server started", "port": os.environ.get("CORTEX_PORT")}), flush=True)
+print(
+    json.dumps({"event": "echo server started", "port": os.environ.get("CORTEX_PORT")}), flush=True
+)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -43,7 +45,9 @@ async def _send_json(send: Send, status: int, payload: object) -> None:
 async def _stream(send: Send, n: int) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     for i in range(n):
-        await send({"type": "http.response.body", "body": f"chunk {i}\n".encode(), "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": f"chunk {i}\n".encode(), "more_body": True}
+        )
         await asyncio.sleep(0.2)
     await send({"type": "http.response.body", "body": b""})
 

@@ -1,0 +1,16 @@
+"""Object storage over fsspec: payloads, results, statuses and job files; users' data files.
+
+* :mod:`cortex.storage.base`: the :class:`ObjectStore` protocol, key rules and errors;
+* :mod:`cortex.storage.fsspec_store`: :func:`open_store` (local directory, ``s3://``,
+  ``memory://``) and the implementations;
+* :mod:`cortex.storage.paths`: every key we write (the only place that spells one);
+* :mod:`cortex.storage.globs` and :mod:`cortex.storage.listing`: BatchAPI sources, listed with
+  SPEC 6's includes/excludes and read as JSON lines.
+"""
+
+from __future__ import annotations
+
+from cortex.storage.base import ObjectNotFoundError, ObjectStore, StorageError
+from cortex.storage.fsspec_store import open_store
+
+__all__ = ["ObjectNotFoundError", "ObjectStore", "StorageError", "open_store"]
