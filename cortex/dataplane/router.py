@@ -2,8 +2,9 @@
 
 Matching (as Cortex's VirtualService does): a RealtimeAPI at ``/e`` serves ``/e`` and ``/e/<sub>``;
 the upstream sees ``/`` or ``/<sub>`` (the endpoint prefix is stripped) plus the query. The longest
-matching endpoint wins (``/a/b`` beats ``/a`` for ``/a/b/c``). A TrafficSplitter matches its exact
-endpoint only; per request it picks one non-shadow target at random in proportion to the weights,
+matching endpoint wins (``/a/b`` beats ``/a`` for ``/a/b/c``). An AsyncAPI matches the same way
+(``/e`` submits, ``/e/<id>`` polls); a BatchAPI or TaskAPI (a :class:`JobRoute`) and a
+TrafficSplitter match their exact endpoint only. A TrafficSplitter per request it picks one non-shadow target at random in proportion to the weights,
 and with probability ``shadow.weight / 100`` also mirrors the request to the shadow target.
 
 Replica choice: the Ready upstream with the fewest in-flight requests (queued + running in its
@@ -19,7 +20,14 @@ import random
 from dataclasses import dataclass
 
 from cortex.dataplane.limiter import Limiter
-from cortex.dataplane.table import RealtimeRoute, RouteTable, SplitterRoute, Upstream
+from cortex.dataplane.table import (
+    AsyncRoute,
+    JobRoute,
+    RealtimeRoute,
+    RouteTable,
+    SplitterRoute,
+    Upstream,
+)
 from cortex.dataplane.upstream import UpstreamPool
 
 
@@ -76,7 +84,7 @@ class SplitterTarget:
 class Match:
     """Result of :meth:`Router.match`: the API (realtime or splitter) and the upstream path."""
 
-    target: RealtimeTarget | SplitterTarget
+    target: RealtimeTarget | SplitterTarget | AsyncRoute | JobRoute
     upstream_path: bytes  # "/" or "/<subpath>", plus "?query" when present
 
 
@@ -89,8 +97,8 @@ class Router:
         self._rng = rng or random.Random()
         self._replicas: dict[str, Replica] = {}
         self._draining: dict[str, Replica] = {}
-        self._exact: dict[str, RealtimeTarget | SplitterTarget] = {}
-        self._prefix: dict[str, RealtimeTarget] = {}
+        self._exact: dict[str, RealtimeTarget | SplitterTarget | AsyncRoute | JobRoute] = {}
+        self._prefix: dict[str, RealtimeTarget | AsyncRoute] = {}
         self._by_name: dict[str, RealtimeTarget] = {}
         self.table = RouteTable()
         self.update(table or RouteTable())
@@ -109,10 +117,15 @@ class Router:
                 self._draining[rid] = rep
         self._replicas = replicas
         self._by_name = by_name
-        self._prefix = {t.endpoint: t for t in by_name.values()}
-        exact: dict[str, RealtimeTarget | SplitterTarget] = dict(self._prefix)
+        prefix: dict[str, RealtimeTarget | AsyncRoute] = {t.endpoint: t for t in by_name.values()}
+        for a in table.async_routes:
+            prefix[a.endpoint] = a
+        exact: dict[str, RealtimeTarget | SplitterTarget | AsyncRoute | JobRoute] = dict(prefix)
         for s in table.splitters:
             exact[s.endpoint] = SplitterTarget(s)
+        for j in table.jobs:
+            exact[j.endpoint] = j
+        self._prefix = prefix
         self._exact = exact
         self.table = table
         self._prune_draining()

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import cortex.queue
+import cortex.storage
+
 
 @dataclass(frozen=True)
 class GatewaySettings:
@@ -23,23 +26,52 @@ class GatewaySettings:
     shadow_timeout_s: float = 30.0  # a shadow copy is abandoned after this long
     max_shadow_outstanding: int = 64  # more concurrent shadow copies than this are dropped
     log_level: str = "INFO"  # CORTEX_LOG_LEVEL
+    # CORTEX_ACTIVATOR_TIMEOUT_S: a request held for an API waking from zero gets 503 after this
+    activator_timeout_s: float = 300.0
+    # CORTEX_QUEUE_URL / CORTEX_STORAGE_URL (AsyncAPI); None (no state dir either): async
+    # routes answer 503. Defaults: the operator's, derived from the state dir.
+    queue_url: str | None = None
+    storage_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
         """Read ``CORTEX_*`` variables (``env`` defaults to ``os.environ``)."""
         e = os.environ if env is None else env
         state_dir = e.get("CORTEX_STATE_DIR")
+        state = Path(state_dir) if state_dir else None
         return cls(
             host=e.get("CORTEX_API_HOST", cls.host),
             port=int(e.get("CORTEX_API_PORT", cls.port)),
             operator_url=(e.get("CORTEX_OPERATOR_URL") or "").rstrip("/") or None,
             token=e.get("CORTEX_OPERATOR_TOKEN", ""),
-            state_dir=Path(state_dir) if state_dir else None,
+            state_dir=state,
             drain_timeout_s=float(e.get("CORTEX_DRAIN_TIMEOUT_S", cls.drain_timeout_s)),
             log_level=e.get("CORTEX_LOG_LEVEL", cls.log_level),
+            activator_timeout_s=float(
+                e.get("CORTEX_ACTIVATOR_TIMEOUT_S", cls.activator_timeout_s)
+            ),
+            queue_url=e.get("CORTEX_QUEUE_URL") or default_queue_url(state),
+            storage_url=e.get("CORTEX_STORAGE_URL") or default_storage_url(state),
         )
 
     @property
     def routes_path(self) -> Path | None:
         """Where the last table is cached (``<state_dir>/routes.json``)."""
         return self.state_dir / "routes.json" if self.state_dir else None
+
+
+def default_queue_url(state_dir: Path | None) -> str | None:
+    """``cortex.queue.default_queue_url`` when that exists, else the same value computed here
+    (``sqlite:///<state_dir>/queues.db``); None without a state dir."""
+    if state_dir is None:
+        return None
+    fn = getattr(cortex.queue, "default_queue_url", None)
+    return str(fn(state_dir)) if fn is not None else f"sqlite:///{state_dir}/queues.db"
+
+
+def default_storage_url(state_dir: Path | None) -> str | None:
+    """``cortex.storage.default_storage_url`` when that exists, else ``<state_dir>/storage``."""
+    if state_dir is None:
+        return None
+    fn = getattr(cortex.storage, "default_storage_url", None)
+    return str(fn(state_dir)) if fn is not None else str(state_dir / "storage")

@@ -44,10 +44,31 @@ class SplitterRoute:
 
 
 @dataclass(frozen=True)
+class AsyncRoute:
+    """An AsyncAPI: the gateway stores and enqueues submissions itself (SPEC 4)."""
+
+    api_name: str
+    endpoint: str
+    queue_name: str
+
+
+@dataclass(frozen=True)
+class JobRoute:
+    """A BatchAPI or TaskAPI: the gateway forwards ``<endpoint>`` (exact path, any method, with
+    the query string) to the operator's ``/batch/<api_name>`` or ``/tasks/<api_name>``."""
+
+    api_name: str
+    endpoint: str
+    kind: str  # "BatchAPI" or "TaskAPI"
+
+
+@dataclass(frozen=True)
 class RouteTable:
     version: int = 0
     realtime: tuple[RealtimeRoute, ...] = ()
     splitters: tuple[SplitterRoute, ...] = ()
+    async_routes: tuple[AsyncRoute, ...] = ()
+    jobs: tuple[JobRoute, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,7 +90,13 @@ class RouteTable:
             )
             for s in data.get("splitters", ())
         )
-        return cls(version=int(data.get("version", 0)), realtime=realtime, splitters=splitters)
+        return cls(
+            version=int(data.get("version", 0)),
+            realtime=realtime,
+            splitters=splitters,
+            async_routes=tuple(AsyncRoute(**a) for a in data.get("async_routes", ())),
+            jobs=tuple(JobRoute(**j) for j in data.get("jobs", ())),
+        )
 
 
 @dataclass

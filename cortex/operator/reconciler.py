@@ -28,22 +28,45 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cortex.backends.base import Backend, ReplicaInfo, ReplicaStatus, ReplicaTemplate
-from cortex.dataplane.table import RealtimeRoute, RouteTable, SplitterRoute, SyncRequest
+from cortex.dataplane.table import (
+    AsyncRoute,
+    JobRoute,
+    RealtimeRoute,
+    RouteTable,
+    SplitterRoute,
+    SyncRequest,
+)
 from cortex.errors import NotDeployedError
 from cortex.operator.gateway_sync import GatewaySync
 from cortex.operator.replica_counts import ReplicaCounts, count_replicas
 from cortex.operator.rollout import plan_rollout
-from cortex.operator.routes_table import realtime_route, route_table, splitter_route
+from cortex.operator.routes_table import async_route, realtime_route, route_table, splitter_route
 from cortex.operator.store import ApiRecord, StateStore
+from cortex.queue.names import async_queue_name
 from cortex.spec.kinds import SCALED_KINDS, Kind
-from cortex.spec.models import ApiSpec
+from cortex.spec.models import ApiSpec, PodSpec
 from cortex.spec.parse import parse_api
 from cortex.spec.resolved import surge_and_unavailable
 
 log = logging.getLogger(__name__)
+
+# The pod an AsyncAPI replica runs: the user's containers plus the dequeuer sidecar
+# (cortex.operator.async_apis.AsyncSidecar.pod).
+AsyncPod = Callable[[ApiRecord, ApiSpec], PodSpec]
+
+
+@dataclass
+class _Routes:
+    """The routes of one table, gathered per kind while walking the stored APIs."""
+
+    realtime: list[RealtimeRoute] = field(default_factory=list)
+    splitters: list[SplitterRoute] = field(default_factory=list)
+    async_routes: list[AsyncRoute] = field(default_factory=list)
+    jobs: list[JobRoute] = field(default_factory=list)
 
 
 class Reconciler:
@@ -56,10 +79,13 @@ class Reconciler:
         drain_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         initial_version: int | None = None,
+        async_pod: AsyncPod | None = None,
     ) -> None:
         """``initial_version`` (default: wall-clock milliseconds) is the route table's first
         version; starting from the clock keeps versions increasing across operator restarts,
-        so a gateway's cached table never looks current to a new operator."""
+        so a gateway's cached table never looks current to a new operator. ``async_pod`` builds
+        an AsyncAPI replica's pod (user containers + dequeuer); without it the user's pod runs
+        as written (tests of the rollout machinery)."""
         self.period_s = period_s
         self.drain_timeout_s = drain_timeout_s
         self._store = store
@@ -74,6 +100,7 @@ class Reconciler:
         self._routed_in: dict[str, int] = {}  # replica id -> first version that routes to it
         self._replica_api: dict[str, str] = {}  # replica id -> API name, as of the last step
         self._specs: dict[str, tuple[str, ApiSpec]] = {}  # API name -> (api_id, parsed spec)
+        self._async_pod = async_pod
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -188,12 +215,20 @@ class Reconciler:
                 api_id=rec.api_id,
                 pod_id=rec.pod_id,
                 deployment_id=rec.deployment_id,
-                pod=api.pod,
+                pod=self._pod(rec, api),
                 project_dir=Path(rec.project_dir),
             )
             for _ in range(plan.create):
                 created = self._backend.create_replica(template)
                 log.info("created replica %s of %s", created.replica_id, rec.name)
+
+    def _pod(self, rec: ApiRecord, api: ApiSpec) -> PodSpec:
+        """The pod a new replica runs: AsyncAPI replicas get the dequeuer sidecar."""
+        if rec.kind == Kind.ASYNC_API and self._async_pod is not None:
+            return self._async_pod(rec, api)
+        if api.pod is None:
+            raise ValueError(f"{rec.name} ({rec.kind}) has no pod")
+        return api.pod
 
     def _spec(self, rec: ApiRecord) -> ApiSpec:
         """The record's spec, parsed once per api_id."""
@@ -272,28 +307,31 @@ class Reconciler:
         for replica in replicas:
             if replica.replica_id not in self._draining and replica.job_id is None:
                 serving[replica.api_name].append(replica)
-        realtime: list[RealtimeRoute] = []
-        splitters: list[SplitterRoute] = []
+        routes = _Routes()
         for rec in records.values():
             try:
-                self._add_route(rec, serving.get(rec.name, []), realtime, splitters)
+                self._add_route(rec, serving.get(rec.name, []), routes)
             except Exception:
                 log.exception("building the route of %s failed", rec.name)
-        table = self._gateway.publish(route_table(realtime, splitters))
+        table = self._gateway.publish(
+            route_table(
+                routes.realtime,
+                routes.splitters,
+                async_routes=routes.async_routes,
+                jobs=routes.jobs,
+            )
+        )
         self._track_routed(table)
 
-    def _add_route(
-        self,
-        rec: ApiRecord,
-        replicas: list[ReplicaInfo],
-        realtime: list[RealtimeRoute],
-        splitters: list[SplitterRoute],
-    ) -> None:
+    def _add_route(self, rec: ApiRecord, replicas: list[ReplicaInfo], routes: _Routes) -> None:
         if rec.kind == Kind.REALTIME_API:
             mine = [r for r in replicas if r.api_kind == rec.kind]
-            realtime.append(realtime_route(self._spec(rec), mine, requested=rec.requested))
+            routes.realtime.append(realtime_route(self._spec(rec), mine, requested=rec.requested))
         elif rec.kind == Kind.TRAFFIC_SPLITTER:
-            splitters.append(splitter_route(self._spec(rec)))
+            routes.splitters.append(splitter_route(self._spec(rec)))
+        elif rec.kind == Kind.ASYNC_API:
+            queue = async_queue_name(rec.name, rec.initial_deployment_time_ns)
+            routes.async_routes.append(async_route(self._spec(rec), queue_name=queue))
 
     def _track_routed(self, table: RouteTable) -> None:
         """Remember, per replica, the first table version that no longer routes to it."""

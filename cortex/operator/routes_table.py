@@ -2,7 +2,9 @@
 
 A RealtimeAPI's route lists its Ready replicas of every version as upstreams: during a rolling
 update old and new versions both serve until an old replica is chosen for deletion (the
-caller leaves draining replicas out). A TrafficSplitter's route lists its targets. Routes and
+caller leaves draining replicas out). A TrafficSplitter's route lists its targets. An AsyncAPI's
+route names its queue: the gateway stores and enqueues submissions itself, so it needs no
+upstreams (the replicas' dequeuers pull from the queue). Routes and
 upstreams are sorted, so equal content compares equal and the table's version moves only when
 something changed.
 """
@@ -12,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cortex.backends.base import ReplicaInfo
-from cortex.dataplane.table import RealtimeRoute, RouteTable, SplitTarget, SplitterRoute, Upstream
+from cortex.dataplane.table import (
+    AsyncRoute,
+    JobRoute,
+    RealtimeRoute,
+    RouteTable,
+    SplitTarget,
+    SplitterRoute,
+    Upstream,
+)
 from cortex.spec.models import ApiSpec
 from cortex.spec.resolved import endpoint
 
@@ -48,12 +58,24 @@ def splitter_route(api: ApiSpec) -> SplitterRoute:
     return SplitterRoute(api_name=api.name, endpoint=endpoint(api), targets=targets)
 
 
+def async_route(api: ApiSpec, *, queue_name: str) -> AsyncRoute:
+    """An AsyncAPI's route: where submissions to its endpoint are enqueued."""
+    return AsyncRoute(api_name=api.name, endpoint=endpoint(api), queue_name=queue_name)
+
+
 def route_table(
-    realtime: Iterable[RealtimeRoute], splitters: Iterable[SplitterRoute], *, version: int = 0
+    realtime: Iterable[RealtimeRoute],
+    splitters: Iterable[SplitterRoute],
+    *,
+    async_routes: Iterable[AsyncRoute] = (),
+    jobs: Iterable[JobRoute] = (),
+    version: int = 0,
 ) -> RouteTable:
     """A table with the routes sorted by API name."""
     return RouteTable(
         version=version,
         realtime=tuple(sorted(realtime, key=lambda r: r.api_name)),
         splitters=tuple(sorted(splitters, key=lambda s: s.api_name)),
+        async_routes=tuple(sorted(async_routes, key=lambda a: a.api_name)),
+        jobs=tuple(sorted(jobs, key=lambda j: j.api_name)),
     )

@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cortex.queue import default_queue_url
 from cortex.spec.quantity import Quantity
+from cortex.storage import default_storage_url
 
 DEFAULT_OPERATOR_PORT = 8888
 DEFAULT_API_PORT = 8889
+DEFAULT_ASYNC_RETENTION_S = 7 * 24 * 3600.0
 
 
 class SettingsError(ValueError):
@@ -47,6 +50,25 @@ class OperatorSettings:
     inflight_sample_s: float = 1.0  # CORTEX_INFLIGHT_SAMPLE_S: in-flight sampling period
     inflight_report_s: float = 10.0  # CORTEX_INFLIGHT_REPORT_S: in-flight averaging period
     request_metrics_window_s: float = 900.0  # CORTEX_REQUEST_METRICS_WINDOW_S: `cortex get`
+    # CORTEX_QUEUE_URL: the queue broker (default "sqlite:///<state_dir>/queues.db")
+    queue_url: str = ""
+    # CORTEX_STORAGE_URL: the object store (default the folder "<state_dir>/storage")
+    storage_url: str = ""
+    # CORTEX_ASYNC_RETENTION_S: AsyncAPI payloads, results and statuses are removed this long
+    # after their last status change (7 days)
+    async_retention_s: float = DEFAULT_ASYNC_RETENTION_S
+    # CORTEX_ASYNC_SWEEP_PERIOD_S: seconds between two passes of the retention sweeper
+    async_sweep_period_s: float = 300.0
+    # CORTEX_ASYNC_VISIBILITY_TIMEOUT_S: an AsyncAPI queue's visibility timeout, also the
+    # dequeuer's lease: a request whose worker died is delivered again after it
+    async_visibility_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        """Empty URLs mean the embedded defaults under ``state_dir``."""
+        if not self.queue_url:
+            object.__setattr__(self, "queue_url", default_queue_url(self.state_dir))
+        if not self.storage_url:
+            object.__setattr__(self, "storage_url", default_storage_url(self.state_dir))
 
     @property
     def state_db(self) -> Path:
@@ -92,6 +114,11 @@ class OperatorSettings:
             inflight_sample_s=_positive(env, "CORTEX_INFLIGHT_SAMPLE_S", 1.0),
             inflight_report_s=_positive(env, "CORTEX_INFLIGHT_REPORT_S", 10.0),
             request_metrics_window_s=_positive(env, "CORTEX_REQUEST_METRICS_WINDOW_S", 900.0),
+            queue_url=env.get("CORTEX_QUEUE_URL", ""),
+            storage_url=env.get("CORTEX_STORAGE_URL", ""),
+            async_retention_s=_positive(env, "CORTEX_ASYNC_RETENTION_S", DEFAULT_ASYNC_RETENTION_S),
+            async_sweep_period_s=_positive(env, "CORTEX_ASYNC_SWEEP_PERIOD_S", 300.0),
+            async_visibility_timeout_s=_positive(env, "CORTEX_ASYNC_VISIBILITY_TIMEOUT_S", 30.0),
         )
         if settings.inflight_sample_s > settings.inflight_report_s:
             raise SettingsError(

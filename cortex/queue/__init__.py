@@ -31,9 +31,16 @@ __all__ = [
     "QueueNotFoundError",
     "ReceiptError",
     "Received",
+    "default_queue_url",
     "open_broker",
     "sqlite_path_from_url",
 ]
+
+
+def default_queue_url(state_dir: str | Path) -> str:
+    """The embedded default broker of a deployment: ``sqlite:///<state_dir>/queues.db``
+    (operator and gateway settings fall back to it when ``CORTEX_QUEUE_URL`` is unset)."""
+    return f"sqlite:///{Path(state_dir).expanduser().resolve() / 'queues.db'}"
 
 
 def sqlite_path_from_url(url: str) -> str:

@@ -10,7 +10,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cortex.storage.base import ObjectNotFoundError, ObjectStore, StorageError
 from cortex.storage.fsspec_store import open_store
 
-__all__ = ["ObjectNotFoundError", "ObjectStore", "StorageError", "open_store"]
+__all__ = [
+    "ObjectNotFoundError",
+    "ObjectStore",
+    "StorageError",
+    "default_storage_url",
+    "open_store",
+]
+
+
+def default_storage_url(state_dir: str | Path) -> str:
+    """The embedded default store of a deployment: the folder ``<state_dir>/storage``
+    (operator and gateway settings fall back to it when ``CORTEX_STORAGE_URL`` is unset)."""
+    return str(Path(state_dir).expanduser().resolve() / "storage")

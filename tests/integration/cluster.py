@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 CLI = str(Path(sys.executable).with_name("cortex"))
@@ -40,44 +40,49 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
-def echo_api_yaml(
+def echo_api(
     name: str,
     *,
     replicas: int = 1,
     version: str = "v1",
     max_concurrency: int = 4,
     max_queue_length: int = 100,
-    extra_api: str = "",
-) -> str:
+    env: dict[str, str] | None = None,
+    autoscaling: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A RealtimeAPI running tests/integration/apps/echo_server.py."""
-    return textwrap.dedent(
-        f"""\
-        - name: {name}
-          kind: RealtimeAPI
-          pod:
-            max_concurrency: {max_concurrency}
-            max_queue_length: {max_queue_length}
-            containers:
-              - name: api
-                image: example.com/echo:latest
-                command: ["{sys.executable}", "-m", "uvicorn", "echo_server:app"]
-                args: ["--host", "127.0.0.1", "--port", "$(CORTEX_PORT)", "--log-level", "warning"]
-                env:
-                  APP_VERSION: "{version}"
-                compute:
-                  cpu: 50m
-                readiness_probe:
-                  http_get: {{path: /healthz, port: 8080}}
-                  period_seconds: 1
-          autoscaling:
-            min_replicas: {replicas}
-            max_replicas: {max(replicas, 1) * 4}
-          update_strategy:
-            max_surge: 1
-            max_unavailable: 0
-        {extra_api}
-        """
-    )
+    container = {
+        "name": "api",
+        "image": "example.com/echo:latest",
+        "command": [sys.executable, "-m", "uvicorn", "echo_server:app"],
+        "args": ["--host", "127.0.0.1", "--port", "$(CORTEX_PORT)", "--log-level", "warning"],
+        "env": {"APP_VERSION": version, **(env or {})},
+        "compute": {"cpu": "50m"},
+        "readiness_probe": {"http_get": {"path": "/healthz", "port": 8080}, "period_seconds": 1},
+    }
+    return {
+        "name": name,
+        "kind": "RealtimeAPI",
+        "pod": {
+            "max_concurrency": max_concurrency,
+            "max_queue_length": max_queue_length,
+            "containers": [container],
+        },
+        "autoscaling": {
+            "min_replicas": replicas,
+            "max_replicas": max(replicas, 1) * 4,
+            **(autoscaling or {}),
+        },
+        "update_strategy": {"max_surge": 1, "max_unavailable": 0},
+    }
+
+
+def echo_api_yaml(name: str, **kwargs: Any) -> str:
+    return to_yaml(echo_api(name, **kwargs))
+
+
+def to_yaml(*apis: dict[str, Any]) -> str:
+    return yaml.safe_dump(list(apis), sort_keys=False)
 
 
 @dataclass
@@ -93,6 +98,9 @@ class LocalCluster:
             CORTEX_CLI_CONFIG_DIR=str(self.config_dir),
             CORTEX_RECONCILE_PERIOD_S="0.2",
             CORTEX_DRAIN_TIMEOUT_S="10",
+            CORTEX_AUTOSCALER_TICK_S="1",
+            CORTEX_INFLIGHT_SAMPLE_S="0.25",
+            CORTEX_INFLIGHT_REPORT_S="1",
         )
         return env
 

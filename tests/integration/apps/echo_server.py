@@ -5,6 +5,8 @@ GET /slow?s=0.5       -> sleeps, then answers like /
 GET /stream?n=3       -> n chunks, 0.2 s apart
 GET /healthz          -> 200 (503 while the file named by $APP_UNHEALTHY_FILE exists)
 anything else         -> echoes like /
+Environment: APP_RECORD_FILE (append each request's path to it), APP_FAIL_ALL=1 (answer 500 to
+everything but /healthz), APP_DELAY_S (sleep before answering anything but /healthz).
 Run: python -m uvicorn echo_server:app --port $(CORTEX_PORT)
 """
 
@@ -62,6 +64,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         unhealthy = os.environ.get("APP_UNHEALTHY_FILE", "")
         ok = not (unhealthy and os.path.exists(unhealthy))
         await _send_json(send, 200 if ok else 503, {"ok": ok})
+        return
+    if os.environ.get("APP_RECORD_FILE"):
+        with open(os.environ["APP_RECORD_FILE"], "a") as record:
+            record.write(path + "\n")
+    await asyncio.sleep(float(os.environ.get("APP_DELAY_S", "0")))
+    if os.environ.get("APP_FAIL_ALL") == "1":
+        await _send_json(send, 500, {"error": "APP_FAIL_ALL is set"})
         return
     if path == "/stream":
         await _stream(send, int(query.get("n", ["3"])[0]))

@@ -1,6 +1,6 @@
 """Raw queue rates: send + receive + ack cycles per second, SQLite and Redis brokers.
 
-    .venv/bin/python bench/queue.py [--duration-s 3] [--backends sqlite,redis] [--json]
+    .venv/bin/python bench/queue_rates.py [--duration-s 3] [--backends sqlite,redis] [--json]
 
 For each broker it measures, each for ``--duration-s``:
 
@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-# This file is named queue.py: drop its folder from the path so that the standard library's
+# Keep bench/ itself off the path (its scripts are not modules), so that the standard library's
 # ``queue`` (which redis-py imports) is not shadowed, and import from the repository root.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]

@@ -1,0 +1,211 @@
+"""The async gateway (SPEC 4, with the preface's fixes and our storage layout).
+
+Routes of an :class:`~cortex.dataplane.table.AsyncRoute` at ``<endpoint>``:
+
+* ``POST <endpoint>`` (submit): make a request id (:func:`new_request_id`), store
+  ``headers.json`` (``{"Header-Name": ["v1", ...]}``: the request's headers in canonical casing,
+  without hop-by-hop ones, ``Host`` and ``Content-Length``) and ``payload`` (the raw body, which
+  may be empty, as in the original), then the status ``in_queue``, then send the id on the
+  route's queue, and answer 200 ``{"id": "<id>"}``. The status is written *before* the send, so
+  a worker that receives the id at once always finds it (``cortex.storage.paths``: writers keep
+  a causal order). If the send fails the request's objects are removed and the answer is 503
+  JSON ``api.unavailable`` (nothing was accepted); a storage failure answers 500 JSON.
+* ``GET <endpoint>/<id>`` (poll): ``status.json`` decides. Missing: 404 JSON
+  ``async.not_found``. Otherwise 200 ``{"id", "status"}``; ``completed`` adds ``"result"`` (any
+  JSON value, the preface's fix) and ``"timestamp"`` (RFC 3339, UTC, of result.json's
+  modification time); ``failed`` adds ``"reason"`` when the worker stored one in status.json
+  (its ``reason`` field).
+* Other methods on those paths: 405 JSON; deeper paths: 404 JSON.
+
+Storage calls are synchronous (:mod:`cortex.storage.base`): the three writes of a submit run in
+one :func:`asyncio.to_thread` hop, so a slow disk or S3 never stalls the event loop; the queue
+send runs on the loop (the SQLite broker's calls are short inline transactions, see its module
+docstring). ``bench/async_submit.py`` measures the result against the raw rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cortex.dataplane.table import AsyncRoute
+from cortex.queue import QueueBroker, QueueError, open_broker
+from cortex.storage import ObjectNotFoundError, ObjectStore, open_store
+from cortex.storage import paths
+from cortex.storage.base import InvalidKeyError
+from cortex.errors import CortexError
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, bytes]  # status code, JSON body
+
+IN_QUEUE = "in_queue"
+COMPLETED = "completed"
+FAILED = "failed"
+_SKIP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+    }
+)
+
+_id_lock = threading.Lock()
+_last_id_time = 0
+
+
+def new_request_id(now_ns: int | None = None) -> str:
+    """A UUIDv7 (RFC 9562) string: unique and sortable by creation time, oldest first.
+
+    48 bits of unix milliseconds, then 12 bits of sub-millisecond fraction (RFC 9562 method 3),
+    then 62 random bits. Within one process ids are strictly increasing even when the clock
+    stands still or steps back (the 60-bit time field is bumped past the last one issued);
+    across processes the random bits keep them unique. Lexicographic order of the strings is
+    time order, so a storage listing of request folders comes oldest first (the sweeper's order).
+    """
+    global _last_id_time
+    ns = time.time_ns() if now_ns is None else now_ns
+    t60 = (ns // 1_000_000) << 12 | ((ns % 1_000_000) * 4096) // 1_000_000
+    with _id_lock:
+        if t60 <= _last_id_time:
+            t60 = _last_id_time + 1
+        _last_id_time = t60
+    value = (t60 >> 12) << 80 | 0x7 << 76 | (t60 & 0xFFF) << 64 | 0b10 << 62
+    return str(uuid.UUID(int=value | secrets.randbits(62)))
+
+
+def canonical_header(name: str) -> str:
+    """Go's canonical MIME header casing: ``content-type`` -> ``Content-Type``."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def headers_record(headers: Headers) -> dict[str, list[str]]:
+    """The ``headers.json`` object of a submit (see the module docstring)."""
+    out: dict[str, list[str]] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1")
+        if name.lower() in _SKIP_HEADERS:
+            continue
+        out.setdefault(canonical_header(name), []).append(raw_value.decode("latin-1"))
+    return out
+
+
+def error_json(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "details": None}}).encode()
+
+
+def rfc3339(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+class AsyncGateway:
+    """Submit and poll for AsyncAPIs; the store and broker are opened on first use."""
+
+    def __init__(self, *, queue_url: str | None, storage_url: str | None) -> None:
+        self.queue_url = queue_url
+        self.storage_url = storage_url
+        self._store: ObjectStore | None = None
+        self._broker: QueueBroker | None = None
+
+    def _open(self) -> tuple[ObjectStore, QueueBroker]:
+        if self.queue_url is None or self.storage_url is None:
+            raise CortexError("the gateway has no queue or storage configured (CORTEX_STATE_DIR)")
+        if self._store is None:
+            self._store = open_store(self.storage_url)
+        if self._broker is None:
+            self._broker = open_broker(self.queue_url)
+        return self._store, self._broker
+
+    async def submit(self, route: AsyncRoute, headers: Headers, body: bytes) -> Answer:
+        """Store, mark ``in_queue``, enqueue; answer ``{"id": ...}`` (see the module docstring)."""
+        try:
+            store, broker = self._open()
+        except CortexError as exc:
+            return 503, error_json("api.unavailable", str(exc))
+        request_id = new_request_id()
+        api = route.api_name
+        try:
+            await asyncio.to_thread(_store_request, store, api, request_id, headers, body)
+        except CortexError as exc:
+            log.error("async submit to %s: storage failed: %s", api, exc)
+            return 500, error_json("storage.error", f"cannot store the request: {exc}")
+        try:
+            await broker.send(route.queue_name, request_id.encode())
+        except QueueError as exc:
+            log.error("async submit to %s: queue %s failed: %s", api, route.queue_name, exc)
+            await asyncio.to_thread(_forget, store, api, request_id)
+            msg = f"api {api} cannot accept requests now: {exc}"
+            return 503, error_json("api.unavailable", msg)
+        return 200, b'{"id": "%s"}' % request_id.encode()
+
+    async def poll(self, route: AsyncRoute, request_id: str) -> Answer:
+        """The request's status (and result) as SPEC 4.3 answers it."""
+        try:
+            store, _ = self._open()
+        except CortexError as exc:
+            return 503, error_json("api.unavailable", str(exc))
+        try:
+            found = await asyncio.to_thread(_read_status, store, route.api_name, request_id)
+        except InvalidKeyError:
+            found = None
+        except (CortexError, ValueError) as exc:
+            return 500, error_json("storage.error", f"cannot read request {request_id}: {exc}")
+        if found is None:
+            msg = f"request {request_id} of api {route.api_name} was not found"
+            return 404, error_json("async.not_found", msg)
+        return 200, json.dumps({"id": request_id, **found}).encode()
+
+    async def close(self) -> None:
+        if self._broker is not None:
+            await self._broker.close()
+            self._broker = None
+
+
+def _store_request(
+    store: ObjectStore, api: str, request_id: str, headers: Headers, body: bytes
+) -> None:
+    store.put_json(paths.workload_headers_key(api, request_id), headers_record(headers))
+    store.put(paths.workload_payload_key(api, request_id), body)
+    record = paths.status_record(IN_QUEUE, time.time())
+    store.put_json(paths.workload_status_key(api, request_id), record)
+
+
+def _forget(store: ObjectStore, api: str, request_id: str) -> None:
+    try:
+        store.delete_prefix(paths.workload_prefix(api, request_id))
+    except CortexError as exc:
+        log.error("cannot remove unqueued request %s of %s: %s", request_id, api, exc)
+
+
+def _read_status(store: ObjectStore, api: str, request_id: str) -> dict[str, Any] | None:
+    """``{"status", ...}`` for the poll answer, or None when the id is unknown."""
+    try:
+        record = store.get_json(paths.workload_status_key(api, request_id))
+    except ObjectNotFoundError:
+        return None
+    status = str(record.get("status", IN_QUEUE)) if isinstance(record, dict) else IN_QUEUE
+    out: dict[str, Any] = {"status": status}
+    if status == COMPLETED:
+        key = paths.workload_result_key(api, request_id)
+        out["result"] = json.loads(store.get(key))
+        out["timestamp"] = rfc3339(store.modified(key))
+    elif status == FAILED and isinstance(record, dict) and record.get("reason") is not None:
+        out["reason"] = record["reason"]
+    return out
