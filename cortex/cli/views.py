@@ -135,12 +135,22 @@ def _realtime_row(api: Api, now: float) -> list[str]:
     ]
 
 
+def queue_cells(api: Api) -> list[str]:
+    """``queued | in progress`` from an AsyncAPI's ``queue`` (``-`` before the operator has
+    read its queue)."""
+    queue = api.get("queue")
+    if not isinstance(queue, dict):
+        return ["-", "-"]
+    return [str(queue.get("queued", 0)), str(queue.get("in_progress", 0))]
+
+
 def _async_row(api: Api, now: float) -> list[str]:
     return [
         _meta(api).get("name", ""),
         str(_status(api).get("status") or "-"),
         _live(api),
         str(_status(api).get("up_to_date", 0)),
+        *queue_cells(api),
         _last_update(api, now),
     ]
 
@@ -182,7 +192,17 @@ KIND_TABLES = (
         _realtime_row,
     ),
     _KindTable(
-        "AsyncAPI", ("async api", "status", "live", "up-to-date", "last update"), _async_row
+        "AsyncAPI",
+        (
+            "async api",
+            "status",
+            "live",
+            "up-to-date",
+            "queued",
+            "in progress",
+            "last update",
+        ),
+        _async_row,
     ),
     _KindTable("TrafficSplitter", ("traffic splitter", "apis", "last update"), _splitter_row),
 )

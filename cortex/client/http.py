@@ -103,12 +103,15 @@ class OperatorClient:
         *,
         params: _Params | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
+        json_body: Any = None,
         timeout_s: float | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON answer (raises on any failure)."""
         extra: dict[str, Any] = {}
         if timeout_s is not None:
             extra["timeout"] = timeout_s
+        if json_body is not None:
+            extra["json"] = json_body
         try:
             response = self._http.request(method, path, params=_query(params), files=files, **extra)
         except httpx.TransportError as exc:
@@ -128,6 +131,10 @@ class OperatorClient:
 
     def post(self, path: str, *, params: _Params | None = None) -> Any:
         return self.request("POST", path, params=params)
+
+    def post_json(self, path: str, body: Any, *, params: _Params | None = None) -> Any:
+        """POST ``body`` as JSON (job submissions)."""
+        return self.request("POST", path, params=params, json_body=body)
 
     def delete(self, path: str, *, params: _Params | None = None) -> Any:
         return self.request("DELETE", path, params=params)

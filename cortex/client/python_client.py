@@ -210,6 +210,15 @@ class Client:
             body = http.get(f"{route}/{api_name}", params={"jobID": job_id})
         return dict(body) if isinstance(body, dict) else {"job_status": body}
 
+    def submit_job(self, api_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Submit a BatchAPI or TaskAPI job (SPEC 7.2 / 8.2); returns the job spec, whose
+        ``job_id`` ``get_job`` and ``stop_job`` take. Posts to the operator's job route, the
+        one the API's endpoint on the gateway forwards to."""
+        route = self._job_route(api_name)
+        with self._http() as http:
+            body = http.post_json(f"{route}/{api_name}", payload)
+        return dict(body) if isinstance(body, dict) else {"job": body}
+
     def refresh(self, api_name: str, force: bool = False) -> dict[str, Any]:
         with self._http() as http:
             return dict(http.post(f"/refresh/{api_name}", params={"force": force}))

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from cortex.dataplane.limiter import QueueFullError
 from cortex.dataplane.router import Router
@@ -38,7 +39,7 @@ from cortex.dataplane.table import RealtimeRoute
 
 log = logging.getLogger(__name__)
 
-AwakenFn = Callable[[str], Awaitable[None]]
+AwakenFn = Callable[[str], Coroutine[Any, Any, None]]
 
 
 class _Held:
@@ -91,6 +92,10 @@ class Activator:
         if held.count == 1 and route.scaled_to_zero:
             self._waking_until[api] = self._clock() + self.timeout_s
             self._start_awaken(api)
+
+    def deadline(self) -> float:
+        """The give-up time of a request held from now (a :attr:`clock` time)."""
+        return self._clock() + self.timeout_s
 
     async def wait(self, api_name: str, deadline: float) -> None:
         """Wait until :meth:`table_updated` wakes ``api_name``; TimeoutError past ``deadline``

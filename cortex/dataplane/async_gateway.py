@@ -18,9 +18,11 @@ Routes of an :class:`~cortex.dataplane.table.AsyncRoute` at ``<endpoint>``:
 * Other methods on those paths: 405 JSON; deeper paths: 404 JSON.
 
 Storage calls are synchronous (:mod:`cortex.storage.base`): the three writes of a submit run in
-one :func:`asyncio.to_thread` hop, so a slow disk or S3 never stalls the event loop; the queue
-send runs on the loop (the SQLite broker's calls are short inline transactions, see its module
-docstring). ``bench/async_submit.py`` measures the result against the raw rates.
+one hop to the gateway's own storage threads (``storage_threads``, 32 by default: a write is
+mostly waiting on the disk or on S3, so more threads than cores overlap those waits), and a slow
+disk never stalls the event loop; the queue send runs on the loop (the SQLite broker's calls
+are short inline transactions, see its module docstring). ``bench/async_submit.py`` measures
+the result against the raw rates.
 """
 
 from __future__ import annotations
@@ -32,17 +34,19 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cortex.dataplane.table import AsyncRoute
-from cortex.queue import QueueBroker, QueueError, open_broker
-from cortex.storage import ObjectNotFoundError, ObjectStore, open_store
-from cortex.storage import paths
-from cortex.storage.base import InvalidKeyError
 from cortex.errors import CortexError
+from cortex.queue import QueueBroker, QueueError, open_broker
+from cortex.storage import ObjectNotFoundError, ObjectStore, open_store, paths
+from cortex.storage.base import InvalidKeyError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, bytes]  # status code, JSON body
@@ -81,14 +85,23 @@ def new_request_id(now_ns: int | None = None) -> str:
     time order, so a storage listing of request folders comes oldest first (the sweeper's order).
     """
     global _last_id_time
-    ns = time.time_ns() if now_ns is None else now_ns
-    t60 = (ns // 1_000_000) << 12 | ((ns % 1_000_000) * 4096) // 1_000_000
+    t60 = time_field(time.time_ns() if now_ns is None else now_ns)
     with _id_lock:
         if t60 <= _last_id_time:
             t60 = _last_id_time + 1
         _last_id_time = t60
-    value = (t60 >> 12) << 80 | 0x7 << 76 | (t60 & 0xFFF) << 64 | 0b10 << 62
-    return str(uuid.UUID(int=value | secrets.randbits(62)))
+    return uuid7(t60, secrets.randbits(62))
+
+
+def time_field(now_ns: int) -> int:
+    """The 60-bit time of a UUIDv7: unix milliseconds, then 12 bits of the millisecond."""
+    return (now_ns // 1_000_000) << 12 | ((now_ns % 1_000_000) * 4096) // 1_000_000
+
+
+def uuid7(t60: int, rand62: int) -> str:
+    """The UUIDv7 string of a :func:`time_field` value and 62 random bits."""
+    value = (t60 >> 12) << 80 | 0x7 << 76 | (t60 & 0xFFF) << 64 | 0b10 << 62 | rand62
+    return str(uuid.UUID(int=value))
 
 
 def canonical_header(name: str) -> str:
@@ -118,11 +131,16 @@ def rfc3339(unix_s: float) -> str:
 class AsyncGateway:
     """Submit and poll for AsyncAPIs; the store and broker are opened on first use."""
 
-    def __init__(self, *, queue_url: str | None, storage_url: str | None) -> None:
+    def __init__(
+        self, *, queue_url: str | None, storage_url: str | None, storage_threads: int = 32
+    ) -> None:
         self.queue_url = queue_url
         self.storage_url = storage_url
+        self._storage_threads = storage_threads
+        self._executor: ThreadPoolExecutor | None = None
         self._store: ObjectStore | None = None
         self._broker: QueueBroker | None = None
+        self._tasks: set[asyncio.Task[Answer]] = set()
 
     def _open(self) -> tuple[ObjectStore, QueueBroker]:
         if self.queue_url is None or self.storage_url is None:
@@ -134,7 +152,23 @@ class AsyncGateway:
         return self._store, self._broker
 
     async def submit(self, route: AsyncRoute, headers: Headers, body: bytes) -> Answer:
-        """Store, mark ``in_queue``, enqueue; answer ``{"id": ...}`` (see the module docstring)."""
+        """Store, mark ``in_queue``, enqueue; answer ``{"id": ...}`` (see the module docstring).
+
+        The work runs in its own task, shielded: a client that goes away mid-submit cannot
+        leave a request stored but never enqueued."""
+        task = asyncio.get_running_loop().create_task(
+            self._submit(route, headers, body), name=f"async-submit:{route.api_name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Task[Answer]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async submit failed", exc_info=task.exception())
+
+    async def _submit(self, route: AsyncRoute, headers: Headers, body: bytes) -> Answer:
         try:
             store, broker = self._open()
         except CortexError as exc:
@@ -142,7 +176,7 @@ class AsyncGateway:
         request_id = new_request_id()
         api = route.api_name
         try:
-            await asyncio.to_thread(_store_request, store, api, request_id, headers, body)
+            await self._in_thread(_store_request, store, api, request_id, headers, body)
         except CortexError as exc:
             log.error("async submit to %s: storage failed: %s", api, exc)
             return 500, error_json("storage.error", f"cannot store the request: {exc}")
@@ -150,7 +184,7 @@ class AsyncGateway:
             await broker.send(route.queue_name, request_id.encode())
         except QueueError as exc:
             log.error("async submit to %s: queue %s failed: %s", api, route.queue_name, exc)
-            await asyncio.to_thread(_forget, store, api, request_id)
+            await self._in_thread(_forget, store, api, request_id)
             msg = f"api {api} cannot accept requests now: {exc}"
             return 503, error_json("api.unavailable", msg)
         return 200, b'{"id": "%s"}' % request_id.encode()
@@ -162,7 +196,7 @@ class AsyncGateway:
         except CortexError as exc:
             return 503, error_json("api.unavailable", str(exc))
         try:
-            found = await asyncio.to_thread(_read_status, store, route.api_name, request_id)
+            found = await self._in_thread(_read_status, store, route.api_name, request_id)
         except InvalidKeyError:
             found = None
         except (CortexError, ValueError) as exc:
@@ -172,10 +206,23 @@ class AsyncGateway:
             return 404, error_json("async.not_found", msg)
         return 200, json.dumps({"id": request_id, **found}).encode()
 
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking storage call on the gateway's storage threads."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self._storage_threads, thread_name_prefix="cortex-storage"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     async def close(self) -> None:
+        """Finish the submits in progress, then close the broker."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._broker is not None:
             await self._broker.close()
             self._broker = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
 
 def _store_request(

@@ -4,10 +4,16 @@ Run with ``python -m cortex.dataplane.gateway`` (settings from ``CORTEX_*``, see
 :class:`GatewaySettings`). In tests, ``Gateway(settings, table=...)`` with ``operator_url=None``
 and ``port=0`` serves a fixed table: ``port = await gw.start()`` ... ``await gw.stop()``.
 
-Sync: ``POST {operator}/internal/gateway/sync`` (long poll) with the table version held and the
-in-flight count of every replica; the answer replaces the table when its version differs and is
-cached in ``<state_dir>/routes.json``, which is loaded at start, so a restarted gateway serves
-while the operator is down. Operator errors keep the current table and retry with back-off.
+Sync: ``POST {operator}/internal/gateway/sync`` (long poll) with the table version held, the
+in-flight count of every replica, this process's random ``gateway_id``, the requests the
+activator holds per API and the cumulative request counters per API; the answer replaces the
+table when its version differs and is cached in ``<state_dir>/routes.json``, which is loaded at
+start, so a restarted gateway serves while the operator is down. Operator errors keep the
+current table and retry with back-off. Every table swap also wakes the activator's held
+requests whose API now has a Ready replica.
+
+Awaken: the activator's ``POST {operator}/internal/awaken/{api}`` goes out with the same auth
+headers as the sync; a failure is logged (the held counts reach the autoscaler anyway).
 
 Shutdown order (first SIGTERM/SIGINT): stop accepting, close idle keep-alive connections,
 answer in-flight requests for up to ``drain_timeout_s`` (their responses carry
@@ -24,17 +30,22 @@ import os
 import random
 import signal
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
+from cortex.dataplane.activator import Activator
+from cortex.dataplane.async_gateway import AsyncGateway
 from cortex.dataplane.metrics import GatewayMetrics
 from cortex.dataplane.proxy import ProxyContext, ProxyProtocol
 from cortex.dataplane.router import Router
 from cortex.dataplane.settings import GatewaySettings
 from cortex.dataplane.shadow import ShadowSender
 from cortex.dataplane.table import RouteTable, SyncRequest
+from cortex.dataplane.upstream import UpstreamPool
 from cortex.version import __version__
 
 log = logging.getLogger("cortex.gateway")
@@ -72,6 +83,7 @@ class Gateway:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self.gateway_id = uuid.uuid4().hex
         self.router = Router(rng=rng)
         initial = table if table is not None else load_cached_table(settings.routes_path)
         if initial is not None:
@@ -82,18 +94,39 @@ class Gateway:
             max_outstanding=settings.max_shadow_outstanding,
             timeout_s=settings.shadow_timeout_s,
         )
-        self._ctx = ProxyContext(self.router, self.metrics, self.shadow)
+        self.activator = Activator(
+            timeout_s=settings.activator_timeout_s,
+            awaken=self._awaken if settings.operator_url else None,
+        )
+        self.async_gateway = AsyncGateway(
+            queue_url=settings.queue_url,
+            storage_url=settings.storage_url,
+            storage_threads=settings.async_storage_threads,
+        )
+        self._ctx = ProxyContext(
+            self.router,
+            self.metrics,
+            self.shadow,
+            self.activator,
+            self.async_gateway,
+            operator_pool(settings.operator_url),
+        )
+        self._client: httpx.AsyncClient | None = None
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self.port: int | None = None
         self.synced = asyncio.Event()  # set after the first successful sync
 
     def _in_flight_rows(self) -> list[tuple[str, str, int]]:
-        return [(r.api_name, r.replica_id, r.limiter.in_flight) for r in self.router.replicas()]
+        """Per replica, plus the activator's held requests per API (replica ``activator``)."""
+        rows = [(r.api_name, r.replica_id, r.limiter.in_flight) for r in self.router.replicas()]
+        rows += [(api, "activator", n) for api, n in self.activator.held().items()]
+        return rows
 
     def update_table(self, table: RouteTable) -> None:
         """Serve ``table`` from now on, and cache it when a state dir is set."""
         self.router.update(table)
+        self.activator.table_updated(self.router)
         path = self.settings.routes_path
         if path is not None:
             try:
@@ -115,6 +148,7 @@ class Gateway:
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         if self.settings.operator_url:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
             self._sync_task = loop.create_task(self._sync_loop(), name="gateway-sync")
             self._sync_task.add_done_callback(_log_unexpected_end)
         log.info("gateway listening on %s:%d", self.settings.host, self.port)
@@ -138,6 +172,12 @@ class Gateway:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
         await self.shadow.close()
+        await self.activator.close()
+        await self.async_gateway.close()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._ctx.operator_pool is not None:
+            self._ctx.operator_pool.close()
         self.router.close()
         if self._server is not None:
             await self._server.wait_closed()
@@ -172,14 +212,53 @@ class Gateway:
             version=self.router.table.version,
             in_flight=self.router.in_flight(),
             wait_s=s.sync_wait_s,
+            gateway_id=self.gateway_id,
+            held=self.activator.held(),
+            requests=self.metrics.request_stats(),
         )
         resp = await client.post(
             f"{s.operator_url}/internal/gateway/sync",
             json=asdict(body),
-            headers={"Authorization": f"Bearer {s.token}", "CortexAPIVersion": __version__},
+            headers=self._auth_headers(),
         )
         resp.raise_for_status()
         return RouteTable.from_json(resp.json())
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The operator's auth headers (no Authorization without a token: "Bearer " alone is
+        not a legal header value)."""
+        headers = {"CortexAPIVersion": __version__}
+        if self.settings.token:
+            headers["Authorization"] = f"Bearer {self.settings.token}"
+        return headers
+
+    async def _awaken(self, api_name: str) -> None:
+        """``POST /internal/awaken/{api}``; failures are logged, never raised."""
+        if self._client is None:
+            log.warning("cannot awaken %s: the gateway is not started", api_name)
+            return
+        url = f"{self.settings.operator_url}/internal/awaken/{api_name}"
+        try:
+            resp = await self._client.post(url, headers=self._auth_headers())
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.error("awaken of api %s failed: %r", api_name, exc)
+            return
+        log.info("awakened api %s: %s", api_name, resp.text)
+
+
+def operator_pool(operator_url: str | None) -> UpstreamPool | None:
+    """A keep-alive pool to the operator (job routes are forwarded through it), or None.
+
+    Only ``http://`` operators are reachable this way (the gateway's raw HTTP/1.1 client
+    speaks no TLS); another scheme logs a warning and job routes answer 503."""
+    if not operator_url:
+        return None
+    parts = urlsplit(operator_url)
+    if parts.scheme != "http" or parts.hostname is None:
+        log.warning("job routes need an http:// operator URL, not %s", operator_url)
+        return None
+    return UpstreamPool(parts.hostname, parts.port or 80, max_idle=8)
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:

@@ -26,6 +26,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from cortex.dataplane.table import RequestStats
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
@@ -99,6 +101,22 @@ class GatewayMetrics:
 
     def stats(self, api_name: str) -> ApiStats | None:
         return self._stats.get(api_name)
+
+    def request_stats(self) -> dict[str, RequestStats]:
+        """Cumulative per-API counters for the operator sync (``SyncRequest.requests``), derived
+        from the same objects :meth:`observe` updates, so the hot path pays nothing extra."""
+        out: dict[str, RequestStats] = {}
+        for api_name, s in self._stats.items():
+            r = RequestStats(latency_sum_s=s.sum_s, latency_count=s.count)
+            for status, n in s.by_status.items():
+                if 200 <= status < 300:
+                    r.count_2xx += n
+                elif 400 <= status < 500:
+                    r.count_4xx += n
+                elif status >= 500:
+                    r.count_5xx += n
+            out[api_name] = r
+        return out
 
     def render(self) -> bytes:
         """The exposition text for ``GET /_cortex/metrics``."""

@@ -5,7 +5,9 @@ in a short queue). For each request:
 
 1. ``/_cortex/healthz`` and ``/_cortex/metrics`` are answered locally.
 2. The router finds the API (404 JSON if none); a TrafficSplitter picks a target and maybe a
-   shadow; the router picks the replica with the fewest in-flight (503 JSON if none is Ready).
+   shadow; the router picks the replica with the fewest in-flight. With no Ready replica, an
+   API scaled to zero (or waking from zero) is held by the activator (:mod:`.activator`) until
+   one appears; otherwise the answer is 503 JSON ``api.unavailable``.
 3. The replica's limiter admits, queues or rejects (503 text ``pending request queue full``).
    Requests whose User-Agent starts with ``kube-probe/`` bypass it (SPEC 2.3).
 4. The request (hop-by-hop headers removed, ``X-Forwarded-For`` appended, body re-framed with
@@ -13,7 +15,10 @@ in a short queue). For each request:
    connection; the response streams back as it arrives (re-chunked when the upstream gave no
    Content-Length), so server-sent events pass through unbuffered. Back-pressure from a slow
    client pauses reading from the upstream.
-5. An upstream failure before the response started is a 502 JSON ``api.upstream_error``; after
+5. AsyncAPI routes are answered by :class:`~cortex.dataplane.async_gateway.AsyncGateway`
+   (submit and poll); BatchAPI/TaskAPI routes are forwarded like a replica request, to the
+   operator's ``/batch/<api>`` or ``/tasks/<api>`` (query string kept, response streamed).
+6. An upstream failure before the response started is a 502 JSON ``api.upstream_error``; after
    it started the client connection is aborted. A client that goes away cancels the wait or
    aborts the upstream connection, and its limiter slot is released.
 
@@ -35,12 +40,15 @@ from typing import Any, cast
 
 import httptools
 
+from cortex.dataplane.activator import Activator
+from cortex.dataplane.async_gateway import Answer, AsyncGateway
 from cortex.dataplane.limiter import QueueFullError
 from cortex.dataplane.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cortex.dataplane.metrics import GatewayMetrics
 from cortex.dataplane.router import RealtimeTarget, Replica, Router, SplitterTarget
 from cortex.dataplane.shadow import ShadowSender
-from cortex.dataplane.upstream import Headers, UpstreamConnection
+from cortex.dataplane.table import AsyncRoute, JobRoute
+from cortex.dataplane.upstream import Headers, UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,8 @@ _STRIP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-for", b"expect"}
 _PLAIN_CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b""})
 _MAX_PIPELINED = 16
 QUEUE_FULL_BODY = b"pending request queue full\n"
+RETRY_AFTER = b"Retry-After: 5\r\n"
+_JOB_PATHS = {"BatchAPI": b"/batch/", "TaskAPI": b"/tasks/"}
 
 
 @dataclass
@@ -70,6 +80,9 @@ class ProxyContext:
     router: Router
     metrics: GatewayMetrics
     shadow: ShadowSender
+    activator: Activator
+    async_gateway: AsyncGateway
+    operator_pool: UpstreamPool | None = None  # for job routes; None: no operator configured
     connections: set[ProxyProtocol] = field(default_factory=set)
     closing: bool = False  # shutting down: answer what is in flight, keep nothing alive
 
@@ -151,6 +164,7 @@ class ProxyProtocol(asyncio.Protocol):
 
     def _reset_response(self) -> None:
         self._replica: Replica | None = None
+        self._pool: UpstreamPool | None = None
         self._holding = False
         self._conn: UpstreamConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -260,15 +274,19 @@ class ProxyProtocol(asyncio.Protocol):
             self._local(404, b"application/json", error_body("api.not_found", msg))
             return
         target = m.target
-        if isinstance(target, SplitterTarget):
+        if type(target) is RealtimeTarget:
+            self._route(req, target, m.upstream_path, None)
+        elif isinstance(target, SplitterTarget):
             chosen, shadow = self.ctx.router.pick_split(target)
             if chosen is None:
                 self._api = target.api_name
                 self._unavailable(target.api_name)
                 return
             self._route(req, chosen, m.upstream_path, shadow)
-        else:
-            self._route(req, target, m.upstream_path, None)
+        elif isinstance(target, AsyncRoute):
+            self._async(req, target, m.upstream_path)
+        elif isinstance(target, JobRoute):
+            self._job(req, target, m.upstream_path)
 
     def _route(
         self, req: _Request, target: RealtimeTarget, path: bytes, shadow: RealtimeTarget | None
@@ -276,7 +294,10 @@ class ProxyProtocol(asyncio.Protocol):
         self._api = target.api_name
         replica = self.ctx.router.pick_replica(target)
         if replica is None:
-            self._unavailable(target.api_name)
+            if self.ctx.activator.should_hold(target.route):
+                self._hold(req, target, path, shadow)
+            else:
+                self._unavailable(target.api_name)
             return
         self._data, probe = build_upstream_request(
             req, path, self._client_ip, replica.pool.host_header
@@ -284,6 +305,7 @@ class ProxyProtocol(asyncio.Protocol):
         if shadow is not None:
             self.ctx.shadow.submit(shadow, self._data, head_only=req.method == b"HEAD")
         self._replica = replica
+        self._pool = replica.pool
         if probe:
             self._go()
             return
@@ -299,12 +321,12 @@ class ProxyProtocol(asyncio.Protocol):
             self._spawn(self._wait_then_send(replica))
 
     def _go(self) -> None:
-        assert self._replica is not None
-        conn = self._replica.pool.take()
+        assert self._pool is not None
+        conn = self._pool.take()
         if conn is not None:
             self._send(conn)
         else:
-            self._spawn(self._connect_then_send(self._replica))
+            self._spawn(self._connect_then_send(self._pool))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -314,11 +336,11 @@ class ProxyProtocol(asyncio.Protocol):
     async def _wait_then_send(self, replica: Replica) -> None:
         await replica.limiter.acquire()
         self._holding = True
-        await self._connect_then_send(replica)
+        await self._connect_then_send(replica.pool)
 
-    async def _connect_then_send(self, replica: Replica, *, fresh: bool = False) -> None:
+    async def _connect_then_send(self, pool: UpstreamPool, *, fresh: bool = False) -> None:
         try:
-            conn = (None if fresh else replica.pool.take()) or await replica.pool.connect()
+            conn = (None if fresh else pool.take()) or await pool.connect()
         except (OSError, TimeoutError) as exc:
             self._task = None
             self._upstream_error(exc)
@@ -332,6 +354,88 @@ class ProxyProtocol(asyncio.Protocol):
         self._conn = conn
         head_only = req.method == b"HEAD"
         conn.send(self._data, self, head_only=head_only, raw_ok=req.keep_alive and not req.http10)
+
+    # --- activator ------------------------------------------------------------------------------
+    def _hold(
+        self, req: _Request, target: RealtimeTarget, path: bytes, shadow: RealtimeTarget | None
+    ) -> None:
+        try:
+            self.ctx.activator.enter(target.route)
+        except QueueFullError:
+            self._local(503, b"text/plain; charset=utf-8", QUEUE_FULL_BODY)
+            return
+        self._spawn(self._held_then_route(req, target.api_name, path, shadow))
+
+    async def _held_then_route(
+        self, req: _Request, api_name: str, path: bytes, shadow: RealtimeTarget | None
+    ) -> None:
+        """Wait (held) until the API has a Ready replica, then route as usual."""
+        activator = self.ctx.activator
+        target: RealtimeTarget | None = None
+        try:
+            deadline = activator.deadline()
+            while target is None or not target.replicas:
+                await activator.wait(api_name, deadline)
+                target = self.ctx.router.target_by_name(api_name)
+                if target is None:
+                    break
+        except TimeoutError:
+            self._task = None
+            msg = f"api {api_name} has no ready replica after {activator.timeout_s:g}s"
+            body = error_body("api.unavailable", msg)
+            self._local(503, b"application/json", body, extra=RETRY_AFTER)
+            return
+        finally:
+            activator.leave(api_name)
+        self._task = None
+        if target is None:
+            self._unavailable(api_name)
+        else:
+            self._route(req, target, path, shadow)
+
+    # --- AsyncAPI and job routes -----------------------------------------------------------------
+    def _async(self, req: _Request, route: AsyncRoute, sub: bytes) -> None:
+        self._api = route.api_name
+        path = sub.split(b"?", 1)[0]
+        gw = self.ctx.async_gateway
+        if path == b"/":
+            if req.method != b"POST":
+                self._not_allowed(b"POST")
+                return
+            self._spawn(self._answer(gw.submit(route, req.headers, req.body)))
+        elif path.count(b"/") == 1:
+            if req.method not in (b"GET", b"HEAD"):
+                self._not_allowed(b"GET, HEAD")
+                return
+            self._spawn(self._answer(gw.poll(route, path[1:].decode("latin-1"))))
+        else:
+            msg = f"no API is deployed at {req.url.split(b'?', 1)[0].decode('latin-1')}"
+            self._local(404, b"application/json", error_body("api.not_found", msg))
+
+    async def _answer(self, answer: Coroutine[Any, Any, Answer]) -> None:
+        status, body = await answer
+        self._task = None
+        self._local(status, b"application/json", body)
+
+    def _not_allowed(self, allow: bytes) -> None:
+        msg = f"method {self._current.method.decode() if self._current else ''} is not allowed"
+        body = error_body("request.method_not_allowed", msg)
+        self._local(405, b"application/json", body, extra=b"Allow: %b\r\n" % allow)
+
+    def _job(self, req: _Request, route: JobRoute, sub: bytes) -> None:
+        """Forward to the operator's ``/batch/<api>`` or ``/tasks/<api>`` (query kept)."""
+        self._api = route.api_name
+        pool = self.ctx.operator_pool
+        prefix = _JOB_PATHS.get(route.kind)
+        if pool is None or prefix is None:
+            msg = f"api {route.api_name} cannot take jobs: no operator is configured"
+            self._local(503, b"application/json", error_body("api.unavailable", msg))
+            return
+        query = sub[1:]  # sub is "/" plus the query string, if any
+        path = prefix + route.api_name.encode() + query
+        self._data, _ = build_upstream_request(req, path, self._client_ip, pool.host_header)
+        self._pool = pool
+        self._go()
 
     # --- ResponseSink -------------------------------------------------------------------------
     def on_response_head(self, status: int, headers: Headers, framed: bool) -> None:
@@ -396,9 +500,9 @@ class ProxyProtocol(asyncio.Protocol):
 
     def on_response_failed(self, exc: BaseException | None, retryable: bool) -> None:
         self._conn = None
-        if retryable and not self._retried and self._replica is not None:
+        if retryable and not self._retried and self._pool is not None:
             self._retried = True
-            self._spawn(self._connect_then_send(self._replica, fresh=True))
+            self._spawn(self._connect_then_send(self._pool, fresh=True))
             return
         if self._started:
             log.warning("upstream %s failed mid-response: %r", self._api, exc)
@@ -428,7 +532,7 @@ class ProxyProtocol(asyncio.Protocol):
             msg = f"no API is deployed at {path.decode('latin-1')}"
             self._local(404, b"application/json", error_body("api.not_found", msg))
 
-    def _local(self, status: int, content_type: bytes, body: bytes) -> None:
+    def _local(self, status: int, content_type: bytes, body: bytes, extra: bytes = b"") -> None:
         req = self._current
         assert req is not None and self.transport is not None
         self._status = status
@@ -438,7 +542,8 @@ class ProxyProtocol(asyncio.Protocol):
             len(body),
         )
         conn = b"Connection: close\r\n" if not self._keep else b""
-        self.transport.write(head + conn + b"\r\n" + (b"" if req.method == b"HEAD" else body))
+        tail = b"" if req.method == b"HEAD" else body
+        self.transport.write(head + extra + conn + b"\r\n" + tail)
         self._finish()
 
     def _bad_request(self, body: bytes) -> None:

@@ -4,8 +4,9 @@ Matching (as Cortex's VirtualService does): a RealtimeAPI at ``/e`` serves ``/e`
 the upstream sees ``/`` or ``/<sub>`` (the endpoint prefix is stripped) plus the query. The longest
 matching endpoint wins (``/a/b`` beats ``/a`` for ``/a/b/c``). An AsyncAPI matches the same way
 (``/e`` submits, ``/e/<id>`` polls); a BatchAPI or TaskAPI (a :class:`JobRoute`) and a
-TrafficSplitter match their exact endpoint only. A TrafficSplitter per request it picks one non-shadow target at random in proportion to the weights,
-and with probability ``shadow.weight / 100`` also mirrors the request to the shadow target.
+TrafficSplitter match their exact endpoint only. Per request a TrafficSplitter picks one
+non-shadow target at random in proportion to the weights, and with probability
+``shadow.weight / 100`` also mirrors the request to the shadow target.
 
 Replica choice: the Ready upstream with the fewest in-flight requests (queued + running in its
 limiter), ties broken at random. Every replica id keeps one :class:`Replica` (limiter and connection

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import cortex.queue
-import cortex.storage
+from cortex.queue import default_queue_url
+from cortex.storage import default_storage_url
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class GatewaySettings:
     # routes answer 503. Defaults: the operator's, derived from the state dir.
     queue_url: str | None = None
     storage_url: str | None = None
+    # CORTEX_ASYNC_STORAGE_THREADS: threads for the async gateway's blocking storage writes
+    async_storage_threads: int = 32
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -47,11 +49,12 @@ class GatewaySettings:
             state_dir=state,
             drain_timeout_s=float(e.get("CORTEX_DRAIN_TIMEOUT_S", cls.drain_timeout_s)),
             log_level=e.get("CORTEX_LOG_LEVEL", cls.log_level),
-            activator_timeout_s=float(
-                e.get("CORTEX_ACTIVATOR_TIMEOUT_S", cls.activator_timeout_s)
+            activator_timeout_s=float(e.get("CORTEX_ACTIVATOR_TIMEOUT_S", cls.activator_timeout_s)),
+            queue_url=e.get("CORTEX_QUEUE_URL") or _queue_url(state),
+            storage_url=e.get("CORTEX_STORAGE_URL") or _storage_url(state),
+            async_storage_threads=int(
+                e.get("CORTEX_ASYNC_STORAGE_THREADS", cls.async_storage_threads)
             ),
-            queue_url=e.get("CORTEX_QUEUE_URL") or default_queue_url(state),
-            storage_url=e.get("CORTEX_STORAGE_URL") or default_storage_url(state),
         )
 
     @property
@@ -60,18 +63,11 @@ class GatewaySettings:
         return self.state_dir / "routes.json" if self.state_dir else None
 
 
-def default_queue_url(state_dir: Path | None) -> str | None:
-    """``cortex.queue.default_queue_url`` when that exists, else the same value computed here
-    (``sqlite:///<state_dir>/queues.db``); None without a state dir."""
-    if state_dir is None:
-        return None
-    fn = getattr(cortex.queue, "default_queue_url", None)
-    return str(fn(state_dir)) if fn is not None else f"sqlite:///{state_dir}/queues.db"
+def _queue_url(state_dir: Path | None) -> str | None:
+    """The shared default (``cortex.queue.default_queue_url``); None without a state dir."""
+    return default_queue_url(state_dir) if state_dir is not None else None
 
 
-def default_storage_url(state_dir: Path | None) -> str | None:
-    """``cortex.storage.default_storage_url`` when that exists, else ``<state_dir>/storage``."""
-    if state_dir is None:
-        return None
-    fn = getattr(cortex.storage, "default_storage_url", None)
-    return str(fn(state_dir)) if fn is not None else str(state_dir / "storage")
+def _storage_url(state_dir: Path | None) -> str | None:
+    """The shared default (``cortex.storage.default_storage_url``); None without a state dir."""
+    return default_storage_url(state_dir) if state_dir is not None else None

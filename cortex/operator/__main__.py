@@ -13,19 +13,28 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import socket
 import sys
 from types import FrameType
 
 import uvicorn
 
-from cortex.backends.base import NodeCapacity
+from cortex.backends.base import Backend, NodeCapacity
 from cortex.backends.local.backend import LocalBackend
 from cortex.backends.local.capacity import detect_node
 from cortex.operator.app import create_app
+from cortex.operator.async_apis import AsyncSettings, AsyncSidecar
+from cortex.operator.jobs.job_store import JobStore
+from cortex.operator.jobs.manager import JobManager
+from cortex.operator.jobs.routes import router as jobs_router
+from cortex.operator.jobs.settings import JobSettings
+from cortex.operator.jobs.workers import Infra
 from cortex.operator.reconciler import Reconciler
 from cortex.operator.settings import OperatorSettings, SettingsError
 from cortex.operator.store import StateStore
+from cortex.queue import open_broker
+from cortex.storage import open_store
 
 log = logging.getLogger("cortex.operator")
 
@@ -71,6 +80,20 @@ class OperatorServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def job_manager(settings: OperatorSettings, store: StateStore, backend: Backend) -> JobManager:
+    """BatchAPI/TaskAPI jobs: their rows in the state database, their queues in the broker."""
+    return JobManager(
+        store,
+        JobStore(settings.state_db),
+        backend,
+        open_broker(settings.queue_url),
+        open_store(settings.storage_url),
+        infra=Infra(settings.queue_url, settings.storage_url, settings.state_dir),
+        api_url=settings.api_url,
+        settings=JobSettings.from_env(os.environ),
+    )
+
+
 def build_server(settings: OperatorSettings, store: StateStore) -> uvicorn.Server:
     backend = LocalBackend(
         settings.state_dir,
@@ -84,8 +107,10 @@ def build_server(settings: OperatorSettings, store: StateStore) -> uvicorn.Serve
         backend,
         period_s=settings.reconcile_period_s,
         drain_timeout_s=settings.drain_timeout_s,
+        async_pod=AsyncSidecar(AsyncSettings.from_operator(settings)).pod,
     )
-    app = create_app(settings, store, backend, reconciler)
+    jobs = job_manager(settings, store, backend)
+    app = create_app(settings, store, backend, reconciler, public_routers=[jobs_router], jobs=jobs)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -9,10 +9,11 @@ traceback).
 Authenticated routes (all but ``/verifycortex``, ``/metrics`` and the unauthenticated job
 routes passed in ``public_routers``) check the bearer token, then ``CortexAPIVersion``.
 
-The app's lifespan (when ``run_services``) starts the backend, then the reconciler loop and the
-autoscaler loop as named, guarded tasks, and on shutdown (after the server has stopped
-accepting and drained its requests) cancels the loops and closes the backend, which stops
-every replica.
+The app's lifespan (when ``run_services``) starts the backend, opens the AsyncAPI queue broker
+and object store (:class:`~cortex.operator.async_apis.AsyncApis`), then runs the reconciler
+loop, the autoscaler loop, the AsyncAPI queue loop and the retention sweeper as named, guarded
+tasks; on shutdown (after the server has stopped accepting and drained its requests) it cancels
+the loops, closes the broker, and closes the backend, which stops every replica.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cortex.backends.base import Backend
 from cortex.errors import CortexError
+from cortex.operator.async_apis import AsyncApis, AsyncSettings
 from cortex.operator.autoscaling_loop import AutoscalingLoop
 from cortex.operator.deploy import Deployer
 from cortex.operator.endpoints import delete, deploy, describe, get, info, internal, logs, refresh
@@ -88,6 +90,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+@runtime_checkable
+class JobService(JobStatuses, Protocol):
+    """A ``jobs`` object the lifespan also runs: a loop, closed on shutdown (the job manager;
+    a plain :class:`JobStatuses` is only asked for statuses)."""
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
     if task.cancelled():
         return
@@ -101,11 +113,18 @@ def _log_unexpected_end(task: asyncio.Task[None]) -> None:
 @contextlib.asynccontextmanager
 async def _services(app: FastAPI) -> AsyncIterator[None]:
     state: OperatorState = app.state.cortex
+    async_apis: AsyncApis = app.state.async_apis
     await state.backend.start()
+    await async_apis.start()
     tasks = [
         asyncio.create_task(state.reconciler.run(), name="cortex-reconciler"),
         asyncio.create_task(state.autoscaling.run(), name="cortex-autoscaler"),
+        asyncio.create_task(async_apis.run_queues(), name="cortex-async-queues"),
+        asyncio.create_task(async_apis.run_sweeper(), name="cortex-async-sweeper"),
     ]
+    jobs = app.state.jobs if isinstance(app.state.jobs, JobService) else None
+    if jobs is not None:
+        tasks.append(asyncio.create_task(jobs.run(), name="cortex-jobs"))
     for task in tasks:
         task.add_done_callback(_log_unexpected_end)
     try:
@@ -117,6 +136,9 @@ async def _services(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if jobs is not None:
+            await jobs.close()
+        await async_apis.close()
         await state.backend.close()
 
 
@@ -136,13 +158,17 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     jobs: JobStatuses | None = None,
     autoscaling: AutoscalingLoop | None = None,
+    async_apis: AsyncApis | None = None,
 ) -> FastAPI:
     """The operator app; ``app.state.cortex`` (:class:`OperatorState`) holds its objects.
 
     ``public_routers`` / ``routers`` add unauthenticated / authenticated routes, and ``jobs``
-    the job statuses of ``/get`` (the job routes of SPEC 10.3 live with the job manager).
+    the job manager (``app.state.jobs``): the job statuses of ``/get``, and a loop the
+    lifespan runs (the job routes of SPEC 10.3 come with it, in ``public_routers``).
     ``run_services=False`` leaves starting the backend and the loops to the caller.
-    ``autoscaling`` replaces the autoscaler loop built from ``settings`` (tests inject clocks).
+    ``autoscaling`` replaces the autoscaler loop built from ``settings`` (tests inject clocks),
+    ``async_apis`` the AsyncAPI services (tests inject a broker and store; without
+    ``run_services`` the caller starts them). The app's AsyncApis is ``app.state.async_apis``.
     """
     app = FastAPI(
         title="cortex operator",
@@ -164,6 +190,12 @@ def create_app(
             sample_s=settings.inflight_sample_s,
             report_s=settings.inflight_report_s,
         )
+    if async_apis is None:
+        async_apis = AsyncApis(store, AsyncSettings.from_operator(settings))
+    if async_apis.record_value is None:
+        async_apis.record_value = autoscaling.record_value
+    app.state.async_apis = async_apis
+    app.state.jobs = jobs
     request_window = RequestWindow(settings.request_metrics_window_s)
     app.state.cortex = OperatorState(
         settings=settings,
@@ -178,8 +210,9 @@ def create_app(
             jobs=jobs,
             request_metrics=lambda name: request_window.to_json(name, now=time.time()),
             autoscaler=autoscaling.describe,
+            async_queue=async_apis.queue_json,
         ),
-        metrics=operator_registry(store, backend, autoscaling),
+        metrics=operator_registry(store, backend, autoscaling, queues=async_apis.all_counts),
         autoscaling=autoscaling,
         request_window=request_window,
     )

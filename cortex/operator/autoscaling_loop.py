@@ -8,8 +8,11 @@ this module owns the per-API state and the I/O around it:
   through the backend's replica list) plus the requests the gateway's activator holds for it
   (``SyncRequest.held``) as the activator series. :func:`inflight.sample` keeps at most one
   sample per series per ``sample_s``, so syncs that come faster do not skew the means.
-  AsyncAPI (later) feeds its queue length through :meth:`AutoscalingLoop.record_value` and is
-  ticked by the same loop once its kind is in ``kinds``.
+  AsyncAPI feeds its queue length (queued + in progress) through
+  :meth:`AutoscalingLoop.record_value` once per report period
+  (:class:`cortex.operator.async_apis.AsyncApis`), whether or not it has replicas, and is
+  ticked by the same loop: a queue with messages scales an AsyncAPI at zero replicas up on a
+  normal tick (SPEC 1.4), once the upscale stabilization period allows it.
 * **Tick.** Every ``tick_s`` (:meth:`AutoscalingLoop.run`: once at once, then ``tick_s`` after
   each pass ends, as SPEC 1.1's cron) every API of a scaled kind is ticked with its stored
   ``requested`` count; a changed decision is written with ``store.set_requested`` and the
@@ -98,7 +101,7 @@ class AutoscalingLoop:
         report_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        kinds: Collection[Kind] = (Kind.REALTIME_API,),
+        kinds: Collection[Kind] = (Kind.REALTIME_API, Kind.ASYNC_API),
     ) -> None:
         """``notify`` wakes the reconciler; ``clock`` drives the policy (monotonic seconds);
         ``wall_clock`` stamps ``last_tick``; ``kinds`` are the kinds ticked."""

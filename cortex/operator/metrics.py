@@ -7,6 +7,9 @@ scrape time, so they cannot drift from what ``cortex get`` shows.
 - ``cortex_in_flight_requests{api_name}``: the in-flight average (SPEC 1.2) of the latest
   autoscaler tick, and ``cortex_autoscaler_recommendation{api_name}`` that tick's
   recommendation (before stabilization); APIs without metrics yet have no sample;
+- ``cortex_async_queued{api_name, api_kind}`` (visible messages), ``cortex_async_active``
+  (messages being processed) and ``cortex_async_in_flight`` (their sum, the AsyncAPI
+  autoscaling signal), per AsyncAPI, ``api_kind="AsyncAPI"`` (SPEC 13.1), as last read;
 - ``cortex_node_capacity{resource}`` / ``cortex_node_requested{resource}``: the local node's
   allocatable resources and what replicas hold (cpu in cores, mem in bytes, gpu in devices).
 """
@@ -14,7 +17,7 @@ scrape time, so they cannot drift from what ``cortex get`` shows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,16 +26,25 @@ from prometheus_client.registry import Collector
 from cortex.backends.base import Backend
 from cortex.operator.autoscaling_loop import AutoscalingLoop
 from cortex.operator.store import StateStore
+from cortex.queue import QueueCounts
 from cortex.spec.kinds import SCALED_KINDS, Kind
+
+# API name -> the latest counts of its queue (AsyncApis.all_counts)
+QueueFigures = Callable[[], Mapping[str, QueueCounts]]
 
 
 class OperatorCollector(Collector):
     def __init__(
-        self, store: StateStore, backend: Backend, autoscaling: AutoscalingLoop | None = None
+        self,
+        store: StateStore,
+        backend: Backend,
+        autoscaling: AutoscalingLoop | None = None,
+        queues: QueueFigures | None = None,
     ) -> None:
         self._store = store
         self._backend = backend
         self._autoscaling = autoscaling
+        self._queues = queues
 
     def collect(self) -> Iterator[Metric]:
         records = self._store.list_apis()
@@ -58,6 +70,7 @@ class OperatorCollector(Collector):
             replicas.add_metric([api_name, status], count)
         yield replicas
         yield from self._autoscaler()
+        yield from self._async_queues()
         yield from self._node()
 
     def _autoscaler(self) -> Iterator[Metric]:
@@ -81,6 +94,30 @@ class OperatorCollector(Collector):
         yield in_flight
         yield recommendation
 
+    def _async_queues(self) -> Iterator[Metric]:
+        if self._queues is None:
+            return
+        labels = ["api_name", "api_kind"]
+        queued = GaugeMetricFamily(
+            "cortex_async_queued", "Messages waiting in an AsyncAPI's queue", labels=labels
+        )
+        active = GaugeMetricFamily(
+            "cortex_async_active", "Messages of an AsyncAPI being processed", labels=labels
+        )
+        in_flight = GaugeMetricFamily(
+            "cortex_async_in_flight",
+            "Queued plus active messages of an AsyncAPI (its autoscaling signal)",
+            labels=labels,
+        )
+        for name, counts in sorted(self._queues().items()):
+            key = [name, Kind.ASYNC_API.value]
+            queued.add_metric(key, counts.visible)
+            active.add_metric(key, counts.in_flight)
+            in_flight.add_metric(key, counts.total)
+        yield queued
+        yield active
+        yield in_flight
+
     def _node(self) -> Iterator[Metric]:
         node = self._backend.capacity()
         capacity = GaugeMetricFamily(
@@ -100,9 +137,13 @@ class OperatorCollector(Collector):
 
 
 def operator_registry(
-    store: StateStore, backend: Backend, autoscaling: AutoscalingLoop | None = None
+    store: StateStore,
+    backend: Backend,
+    autoscaling: AutoscalingLoop | None = None,
+    *,
+    queues: QueueFigures | None = None,
 ) -> CollectorRegistry:
     """A registry of its own (not the process-global one), holding the operator's collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(OperatorCollector(store, backend, autoscaling))
+    registry.register(OperatorCollector(store, backend, autoscaling, queues))
     return registry

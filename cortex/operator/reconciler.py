@@ -44,7 +44,13 @@ from cortex.errors import NotDeployedError
 from cortex.operator.gateway_sync import GatewaySync
 from cortex.operator.replica_counts import ReplicaCounts, count_replicas
 from cortex.operator.rollout import plan_rollout
-from cortex.operator.routes_table import async_route, realtime_route, route_table, splitter_route
+from cortex.operator.routes_table import (
+    async_route,
+    job_route,
+    realtime_route,
+    route_table,
+    splitter_route,
+)
 from cortex.operator.store import ApiRecord, StateStore
 from cortex.queue.names import async_queue_name
 from cortex.spec.kinds import SCALED_KINDS, Kind
@@ -332,6 +338,8 @@ class Reconciler:
         elif rec.kind == Kind.ASYNC_API:
             queue = async_queue_name(rec.name, rec.initial_deployment_time_ns)
             routes.async_routes.append(async_route(self._spec(rec), queue_name=queue))
+        elif rec.kind in (Kind.BATCH_API, Kind.TASK_API):
+            routes.jobs.append(job_route(self._spec(rec)))
 
     def _track_routed(self, table: RouteTable) -> None:
         """Remember, per replica, the first table version that no longer routes to it."""

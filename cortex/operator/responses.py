@@ -12,7 +12,9 @@ Fields are omitted when empty, as the original's ``omitempty`` did. For Realtime
 ``/describe`` adds ``replica_counts``, whose ``requested`` is the desired count, and the
 ``autoscaler`` section (:meth:`AutoscalingLoop.describe`). RealtimeAPI items carry ``metrics``:
 request counts and average latency over the operator's request-metrics window
-(:meth:`RequestWindow.to_json`).
+(:meth:`RequestWindow.to_json`). AsyncAPI items carry ``queue``: ``{"queued", "in_progress"}``,
+the messages waiting in and being worked off the API's queue, as last read
+(:meth:`AsyncApis.queue_json`; omitted before the first read).
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ class Responses:
 
     ``api_url`` is the gateway's base URL (an API's endpoint URL is it plus the endpoint path);
     ``jobs`` fills BatchAPI/TaskAPI job statuses (omitted without it); ``request_metrics``
-    (API name -> ``metrics`` JSON) fills RealtimeAPI ``metrics`` and ``autoscaler`` (record ->
-    JSON) ``/describe``'s ``autoscaler`` section (each omitted without it).
+    (API name -> ``metrics`` JSON) fills RealtimeAPI ``metrics``, ``autoscaler`` (record ->
+    JSON) ``/describe``'s ``autoscaler`` section and ``async_queue`` (record -> JSON or None)
+    AsyncAPI ``queue`` (each omitted without it).
     """
 
     store: StateStore
@@ -102,6 +105,7 @@ class Responses:
     jobs: JobStatuses | None = None
     request_metrics: Callable[[str], dict[str, Any]] | None = None
     autoscaler: Callable[[ApiRecord], dict[str, Any]] | None = None
+    async_queue: Callable[[ApiRecord], dict[str, int] | None] | None = None
 
     def deploy_results(self, outcomes: list[DeployOutcome]) -> list[dict[str, Any]]:
         """SPEC 10.4 ``[DeployResult]``; ``api`` carries spec, metadata and endpoint."""
@@ -189,6 +193,10 @@ class Responses:
     def _add_metrics(self, rec: ApiRecord, data: dict[str, Any]) -> None:
         if rec.kind == Kind.REALTIME_API and self.request_metrics is not None:
             data["metrics"] = self.request_metrics(rec.name)
+        if rec.kind == Kind.ASYNC_API and self.async_queue is not None:
+            queue = self.async_queue(rec)
+            if queue is not None:
+                data["queue"] = queue
 
     def _deployed_api(self, rec: ApiRecord) -> dict[str, Any]:
         return {

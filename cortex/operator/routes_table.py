@@ -63,6 +63,12 @@ def async_route(api: ApiSpec, *, queue_name: str) -> AsyncRoute:
     return AsyncRoute(api_name=api.name, endpoint=endpoint(api), queue_name=queue_name)
 
 
+def job_route(api: ApiSpec) -> JobRoute:
+    """A BatchAPI's or TaskAPI's route: the gateway forwards its endpoint to the operator's
+    ``/batch/<name>`` or ``/tasks/<name>``."""
+    return JobRoute(api_name=api.name, endpoint=endpoint(api), kind=str(api.kind))
+
+
 def route_table(
     realtime: Iterable[RealtimeRoute],
     splitters: Iterable[SplitterRoute],

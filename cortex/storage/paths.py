@@ -144,3 +144,10 @@ def api_prefixes(api_name: str) -> list[str]:
         workloads_prefix(api_name),
         *(jobs_prefix(kind, api_name) for kind in sorted(JOB_KINDS)),
     ]
+
+
+def job_worker_metrics_key(api_name: str, job_id: str, worker_id: str) -> str:
+    """One batch worker's counts, JSON ``{"succeeded", "failed", "time_sum_s"}``; the job's
+    totals are the sums over ``list`` of the ``worker_metrics`` folder beside this key."""
+    prefix = job_prefix(Kind.BATCH_API, api_name, job_id)
+    return f"{prefix}/worker_metrics/{check_segment(worker_id)}.json"

@@ -109,7 +109,7 @@ def test_splitter_weights_and_shadow(local_cluster: LocalCluster, tmp_path: Path
     assert refused.returncode == 1 and "split" in refused.stderr
 
 
-@pytest.mark.parametrize("failure", [{"APP_FAIL_ALL": "1"}, {"APP_DELAY_S": "30"}])
+@pytest.mark.parametrize("failure", [{"APP_FAIL_ALL": "1"}, {"APP_DELAY_S": "5"}])
 def test_a_failing_or_hanging_shadow_fails_no_caller(
     local_cluster: LocalCluster, failure: dict[str, str]
 ) -> None:

@@ -181,3 +181,75 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
+
+
+class FakeOperator:
+    """ASGI stand-in for the operator routes the gateway calls:
+
+    * ``POST /internal/gateway/sync``: records the body, answers ``table`` (after a short wait
+      when the gateway already has its version: a short long poll);
+    * ``POST /internal/awaken/<api>``: records the api and headers, answers ``{"requested": 1}``
+      (or ``awaken_status``);
+    * anything under ``/batch/`` or ``/tasks/``: echoes method, path, query, body and headers
+      as JSON (status ``job_status``), sent in two body pieces (a streamed response).
+    """
+
+    def __init__(self, table: RouteTable) -> None:
+        self.table = table
+        self.syncs: list[dict[str, Any]] = []
+        self.awakened: list[tuple[str, dict[str, str]]] = []
+        self.awaken_status = 200
+        self.job_status = 200
+        self.jobs: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        path: str = scope["path"]
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if path == "/internal/gateway/sync":
+            await self._sync(json.loads(body), send)
+        elif path.startswith("/internal/awaken/"):
+            self.awakened.append((path.rsplit("/", 1)[1], headers))
+            out = json.dumps({"requested": 1}).encode()
+            await _reply(send, self.awaken_status, out, b"application/json")
+        else:
+            await self._job(scope, headers, body, send)
+
+    async def _sync(self, req: dict[str, Any], send: Send) -> None:
+        self.syncs.append(req)
+        if req["version"] == self.table.version:
+            await asyncio.sleep(0.05)
+        out = json.dumps(self.table.to_json()).encode()
+        await _reply(send, 200, out, b"application/json")
+
+    async def _job(self, scope: Scope, headers: dict[str, str], body: bytes, send: Send) -> None:
+        record = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "body": body.decode(),
+            "headers": headers,
+        }
+        self.jobs.append(record)
+        data = json.dumps(record).encode()
+        hdrs = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": self.job_status, "headers": hdrs})
+        half = len(data) // 2
+        await send({"type": "http.response.body", "body": data[:half], "more_body": True})
+        await send({"type": "http.response.body", "body": data[half:]})
+
+
+async def wait_for(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``cond`` every 10 ms until it holds (fails the test after ``timeout_s``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)

@@ -141,8 +141,20 @@ def test_settings_from_env(tmp_path: Path) -> None:
     )
     assert (s.port, s.operator_url, s.token) == (9999, "http://127.0.0.1:8888", "t")
     assert s.routes_path == tmp_path / "routes.json"
+    assert s.queue_url == f"sqlite:///{tmp_path.resolve()}/queues.db"
+    assert s.storage_url == str(tmp_path.resolve() / "storage")
+    assert s.activator_timeout_s == 300
     d = GatewaySettings.from_env({})
     assert (d.port, d.operator_url, d.state_dir) == (8889, None, None)
+    assert (d.queue_url, d.storage_url) == (None, None)
+    o = GatewaySettings.from_env(
+        {
+            "CORTEX_QUEUE_URL": "redis://h:1/0",
+            "CORTEX_STORAGE_URL": "s3://b/c",
+            "CORTEX_ACTIVATOR_TIMEOUT_S": "2.5",
+        }
+    )
+    assert (o.queue_url, o.storage_url, o.activator_timeout_s) == ("redis://h:1/0", "s3://b/c", 2.5)
 
 
 def _free_port() -> int:

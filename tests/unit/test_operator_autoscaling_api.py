@@ -93,6 +93,10 @@ async def test_scaled_to_zero_then_awakened(client: httpx.AsyncClient, parts) ->
     [item] = (await client.get("/get/iris", headers=HEADERS)).json()
     assert item["status"]["status"] == "updating"
     backend.make_ready()
+    reconciler.step()
+    [item] = (await client.get("/get", headers=HEADERS)).json()[:1]
+    assert item["status"]["status"] == "updating"  # Ready, but the gateway does not route it yet
+    await sync(client, version=reconciler.route_table().version)  # the gateway acks the new table
     [item] = (await client.get("/get", headers=HEADERS)).json()[:1]
     assert item["status"]["status"] == "live"
 
@@ -117,7 +121,10 @@ async def test_sync_reports_feed_metrics_and_describe(client: httpx.AsyncClient,
         clock.now = 100.5 + second
         in_flight = dict.fromkeys(replicas, 3)
         await sync(client, gateway_id="g1", in_flight=in_flight, held={"iris": 0})
-    await sync(client, gateway_id="g1", requests={"iris": {**stats, "latency_count": 12}})
+    reconciler.step()  # the Ready replicas enter the route table; this sync acks it
+    version = reconciler.route_table().version
+    requests = {"iris": {**stats, "latency_count": 12}}
+    await sync(client, gateway_id="g1", requests=requests, version=version)
 
     [item] = (await client.get("/get/iris", headers=HEADERS)).json()
     # the first report of g1 was the baseline (the operator had just started)

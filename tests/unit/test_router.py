@@ -10,6 +10,8 @@ import pytest
 
 from cortex.dataplane.router import RealtimeTarget, Router, SplitterTarget
 from cortex.dataplane.table import (
+    AsyncRoute,
+    JobRoute,
     RealtimeRoute,
     RouteTable,
     SplitTarget,
@@ -167,3 +169,24 @@ def test_split_to_missing_api_yields_none() -> None:
     m = r.match(b"/s")
     assert m is not None and isinstance(m.target, SplitterTarget)
     assert r.pick_split(m.target) == (None, None)
+
+
+def test_async_and_job_routes_match() -> None:
+    t = RouteTable(
+        1,
+        (rt("a", "/a"),),
+        async_routes=(AsyncRoute("q", "/a/q", "async-q-1"),),
+        jobs=(JobRoute("b", "/b", "BatchAPI"),),
+    )
+    r = Router(t)
+    q = AsyncRoute("q", "/a/q", "async-q-1")
+    hit = r.match(b"/a/q?x=1")
+    assert hit is not None and (hit.target, hit.upstream_path) == (q, b"/?x=1")
+    hit = r.match(b"/a/q/0190-id")
+    assert hit is not None and (hit.target, hit.upstream_path) == (q, b"/0190-id")
+    hit = r.match(b"/b?jobID=1")
+    assert hit is not None and hit.target == JobRoute("b", "/b", "BatchAPI")
+    assert hit.upstream_path == b"/?jobID=1"
+    assert r.match(b"/b/sub") is None  # job endpoints are exact
+    hit = r.match(b"/a/x")
+    assert hit is not None and isinstance(hit.target, RealtimeTarget)

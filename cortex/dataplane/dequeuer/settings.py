@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -104,12 +105,12 @@ def _var(name: str) -> str:
     return PREFIX + name.upper()
 
 
-def _required(e: Mapping[str, str]) -> dict[str, object]:
+def _required(e: Mapping[str, str]) -> dict[str, Any]:
     names = ("mode", "queue_url", "queue_name", "storage_url", "api_name", "api_kind")
     missing = [_var(n) for n in names if not e.get(_var(n))]
     if missing:
         raise DequeuerSettingsError(f"missing environment variables: {', '.join(missing)}")
-    got: dict[str, object] = {n: e[_var(n)] for n in names}
+    got: dict[str, Any] = {n: e[_var(n)] for n in names}
     got["mode"] = DequeuerMode(e[_var("mode")])
     got["api_kind"] = Kind(e[_var("api_kind")])
     return got
@@ -126,8 +127,8 @@ _FLOATS = (
 _STRS = ("job_id", "completion_queue", "worker_id")
 
 
-def _optional(e: Mapping[str, str]) -> dict[str, object]:
-    got: dict[str, object] = {}
+def _optional(e: Mapping[str, str]) -> dict[str, Any]:
+    got: dict[str, Any] = {}
     for name in _INTS:
         if e.get(_var(name)):
             got[name] = int(e[_var(name)])

@@ -136,9 +136,7 @@ class ReceiveLoop:
 
     async def _receive_until_done(self) -> LoopEnd:
         while not self._stopping.is_set():
-            if not await self._until_stopped(self._readiness.wait_ready()):
-                break
-            if not await self._until_stopped(self._slots.acquire()):
+            if not await self._wait_turn():
                 break
             message = await self._receive_one()
             if message is not None:
@@ -148,6 +146,23 @@ class ReceiveLoop:
                 if await self._drained():
                     return LoopEnd.DRAINED
         return LoopEnd.STOPPED
+
+    async def _wait_turn(self) -> bool:
+        """Wait for readiness and a free slot (taken); False if stopping came first. The
+        common case (ready, a slot free) takes no task switch."""
+        if not self._readiness.ready and not await self._until_stopped(
+            self._readiness.wait_ready()
+        ):
+            return False
+        if self._slots.locked():
+            if not await self._until_stopped(self._slots.acquire()):
+                return False
+        else:
+            await self._slots.acquire()
+        if self._stopping.is_set():
+            self._slots.release()
+            return False
+        return True
 
     async def _until_stopped(self, waiting: Coroutine[Any, Any, object]) -> bool:
         """Await ``waiting`` unless stopping comes first (then cancel it): True if it finished."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from cortex.errors import InvalidRequestError
+from cortex.operator.async_apis import async_apis_of
 from cortex.operator.endpoints._common import OperatorState, operator_state, query_bool
 
 MAX_CONFIG_BYTES = 10 * 2**20
@@ -62,4 +63,7 @@ async def deploy(
         project_dir=folder,
         force=query_bool(force),
     )
+    async_apis = async_apis_of(request.app)
+    if async_apis is not None:  # AsyncAPIs' queues exist before the answer does
+        await async_apis.after_deploy(o.record for o in outcomes)
     return JSONResponse(state.responses.deploy_results(outcomes))

@@ -10,7 +10,7 @@ metrics, so a finished job stays readable after its workers and queues are gone.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -150,7 +150,6 @@ class JobRecord:
     end_time: float | None = None
     message: str = ""
     metrics: JobMetrics | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> JobRecord:
         return dataclasses.replace(self, **changes)
@@ -170,7 +169,9 @@ class JobRecord:
         if self.kind == Kind.BATCH_API:
             dlq = self.dead_letter
             data["sqs_dead_letter_queue"] = (
-                None if dlq is None else {"arn": dlq.arn, "max_receive_count": dlq.max_receive_count}
+                None
+                if dlq is None
+                else {"arn": dlq.arn, "max_receive_count": dlq.max_receive_count}
             )
             data["dead_letter_queue"] = (
                 None if dlq is None else {"max_receive_count": dlq.max_receive_count}

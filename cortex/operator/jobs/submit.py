@@ -145,9 +145,7 @@ def _int(data: dict[str, Any], key: str, *, required: bool = False, where: str =
     if isinstance(value, bool) or not isinstance(value, int):
         raise JobSubmissionError(f"{where}{key}: must be an integer (got {json.dumps(value)})")
     if value < 1:
-        raise JobSubmissionError(
-            f"{where}{key}: must be greater than or equal to 1 (got {value})"
-        )
+        raise JobSubmissionError(f"{where}{key}: must be greater than or equal to 1 (got {value})")
     return value
 
 
