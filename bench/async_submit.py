@@ -10,7 +10,8 @@ AsyncRoute, no operator) over a fresh state dir: the default SQLite queue
    endpoint (each accepted request = 3 storage writes + 1 queue send + the HTTP exchange);
    without ``wrk``, a built-in asyncio load generator (weaker: it shares the CPUs). The queue
    is then checked to hold exactly one message per 200 answer.
-2. **raw queue send rate**: ``QueueBroker.send`` in a loop, one process, same SQLite file.
+2. **raw queue send rate**: ``QueueBroker.send`` in a loop, one process, same SQLite file
+   (measured before and after the gateway run, averaged: the disk's speed drifts).
 3. **raw storage put rate**: ``ObjectStore.put`` of a small object in a loop, same store; and
    the rate of whole requests' writes (3 puts each).
 
@@ -191,6 +192,9 @@ def main() -> None:
             await broker.close()
 
         asyncio.run(setup())
+        # raw rates before and after the gateway run: the disk's speed drifts on a shared box
+        send_before, _ = asyncio.run(raw_queue_rate(queue_url, args.duration_s / 4))
+        put_before = raw_storage_rate(state_dir / "storage", args.duration_s / 4)
         port = free_port()
         gateway = start_gateway(port, state_dir)
         try:
@@ -206,15 +210,23 @@ def main() -> None:
         finally:
             gateway.terminate()
             gateway.wait(10)
-        send_rate, queued = asyncio.run(raw_queue_rate(queue_url, args.duration_s / 2))
-        put_rate = raw_storage_rate(state_dir / "storage", args.duration_s / 2)
+        send_after, queued = asyncio.run(raw_queue_rate(queue_url, args.duration_s / 4))
+        put_after = raw_storage_rate(state_dir / "storage", args.duration_s / 4)
+        send_rate, put_rate = (send_before + send_after) / 2, (put_before + put_after) / 2
         submit_rate = ok / secs
         print(f"gateway submit rate : {submit_rate:9.0f} requests/s accepted ({ok} in {secs:.1f}s)")
-        print(f"raw queue send rate : {send_rate:9.0f} sends/s (SQLite, one process)")
-        print(f"raw storage put rate: {put_rate:9.0f} puts/s  (local store; 3 puts/request:")
+        print(
+            f"raw queue send rate : {send_rate:9.0f} sends/s (SQLite, one process;"
+            f" {send_before:.0f} before, {send_after:.0f} after)"
+        )
+        print(
+            f"raw storage put rate: {put_rate:9.0f} puts/s  (local store;"
+            f" {put_before:.0f} before, {put_after:.0f} after; 3 puts/request:"
+        )
         print(f"                      {put_rate / 3:9.0f} requests/s of writes alone)")
         limit = 1 / (1 / send_rate + 3 / put_rate)
         print(f"serial raw bound    : {limit:9.0f} requests/s (3 puts + 1 send, one thread)")
+        print(f"gateway / serial raw bound: {submit_rate / limit:.2f}x")
         # wrk stops counting with up to one request per connection still being answered
         match = ok <= queued <= ok + args.connections
         print(f"queue holds {queued} messages for {ok} counted 200s", end="")

@@ -18,11 +18,11 @@ Routes of an :class:`~cortex.dataplane.table.AsyncRoute` at ``<endpoint>``:
 * Other methods on those paths: 405 JSON; deeper paths: 404 JSON.
 
 Storage calls are synchronous (:mod:`cortex.storage.base`): the three writes of a submit run in
-one hop to the gateway's own storage threads (``storage_threads``, 32 by default: a write is
-mostly waiting on the disk or on S3, so more threads than cores overlap those waits), and a slow
-disk never stalls the event loop; the queue send runs on the loop (the SQLite broker's calls
-are short inline transactions, see its module docstring). ``bench/async_submit.py`` measures
-the result against the raw rates.
+one hop to the gateway's own storage threads (``storage_threads``: a write mostly waits on the
+disk or on S3, so a few more threads than cores overlap those waits; many more only add GIL
+contention, measured), and a slow disk never stalls the event loop; the queue send runs on the
+loop (the SQLite broker's calls are short inline transactions, see its module docstring).
+``bench/async_submit.py`` measures the result against the raw rates.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class AsyncGateway:
     """Submit and poll for AsyncAPIs; the store and broker are opened on first use."""
 
     def __init__(
-        self, *, queue_url: str | None, storage_url: str | None, storage_threads: int = 32
+        self, *, queue_url: str | None, storage_url: str | None, storage_threads: int = 6
     ) -> None:
         self.queue_url = queue_url
         self.storage_url = storage_url

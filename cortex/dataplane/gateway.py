@@ -13,7 +13,8 @@ current table and retry with back-off. Every table swap also wakes the activator
 requests whose API now has a Ready replica.
 
 Awaken: the activator's ``POST {operator}/internal/awaken/{api}`` goes out with the same auth
-headers as the sync; a failure is logged (the held counts reach the autoscaler anyway).
+headers as the sync; a failure is logged and retried with back-off while requests for the API
+are still held.
 
 Shutdown order (first SIGTERM/SIGINT): stop accepting, close idle keep-alive connections,
 answer in-flight requests for up to ``drain_timeout_s`` (their responses carry
@@ -233,18 +234,28 @@ class Gateway:
         return headers
 
     async def _awaken(self, api_name: str) -> None:
-        """``POST /internal/awaken/{api}``; failures are logged, never raised."""
+        """``POST /internal/awaken/{api}``; a failure is logged and retried with back-off
+        (0.2 s doubling to ``sync_backoff_max_s``) while requests for the API are still held."""
+        backoff_s = 0.2
+        while not await self._awaken_once(api_name):
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, self.settings.sync_backoff_max_s)
+            if not self.activator.held().get(api_name):
+                return
+
+    async def _awaken_once(self, api_name: str) -> bool:
         if self._client is None:
             log.warning("cannot awaken %s: the gateway is not started", api_name)
-            return
+            return True
         url = f"{self.settings.operator_url}/internal/awaken/{api_name}"
         try:
             resp = await self._client.post(url, headers=self._auth_headers())
             resp.raise_for_status()
         except httpx.HTTPError as exc:
             log.error("awaken of api %s failed: %r", api_name, exc)
-            return
+            return False
         log.info("awakened api %s: %s", api_name, resp.text)
+        return True
 
 
 def operator_pool(operator_url: str | None) -> UpstreamPool | None:

@@ -43,6 +43,7 @@ def wait_for(
 def echo_api(
     name: str,
     *,
+    kind: str = "RealtimeAPI",
     replicas: int = 1,
     version: str = "v1",
     max_concurrency: int = 4,
@@ -62,7 +63,7 @@ def echo_api(
     }
     return {
         "name": name,
-        "kind": "RealtimeAPI",
+        "kind": kind,
         "pod": {
             "max_concurrency": max_concurrency,
             "max_queue_length": max_queue_length,
@@ -101,6 +102,7 @@ class LocalCluster:
             CORTEX_AUTOSCALER_TICK_S="1",
             CORTEX_INFLIGHT_SAMPLE_S="0.25",
             CORTEX_INFLIGHT_REPORT_S="1",
+            CORTEX_ASYNC_VISIBILITY_TIMEOUT_S="3",
         )
         return env
 

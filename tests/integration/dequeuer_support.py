@@ -144,7 +144,11 @@ class DequeuerProcess:
     """``python -m cortex.dataplane.dequeuer`` with ``settings`` as its environment."""
 
     def __init__(self, settings: DequeuerSettings, log_path: Path) -> None:
-        env = {**os.environ, **settings.to_env(), "CORTEX_LOG_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            **settings.to_env(),
+            "CORTEX_LOG_LEVEL": os.environ.get("DEQ_TEST_LOG_LEVEL", "INFO"),
+        }
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -22,7 +22,7 @@ from tests.integration.dequeuer_support import (
     user_server,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 API = "batchapi"
 JOB = "job1"
@@ -138,6 +138,7 @@ async def test_without_dead_letter_queue_a_failed_batch_is_counted_once(tmp_path
     await broker.close()
 
 
+@pytest.mark.slow
 async def test_batch_of_a_killed_worker_is_delivered_again(tmp_path: Path) -> None:
     app = UserApp()
     broker = open_broker(f"sqlite:///{tmp_path}/queues.db")

@@ -135,3 +135,36 @@ def test_a_failing_or_hanging_shadow_fails_no_caller(
             response = client.get(local_cluster.api_url + "/split")
             assert response.status_code == 200
             assert time.monotonic() - started < 1.0
+
+
+def test_scale_to_zero_and_wake_on_the_next_request(local_cluster: LocalCluster) -> None:
+    api = echo_api(
+        "sleepy",
+        replicas=0,
+        autoscaling={
+            "max_replicas": 2,
+            "window": "10s",
+            "upscale_stabilization_period": "0s",
+            "downscale_stabilization_period": "0s",
+        },
+    )
+    assert local_cluster.deploy(to_yaml(api)).returncode == 0
+    wait_for(
+        lambda: local_cluster.get_api("sleepy")["status"].get("status") == "scaled to zero",
+        timeout_s=30,
+        what="scaled to zero",
+    )
+    # At zero the gateway holds the request, wakes the API and forwards it once a replica is Ready.
+    response = local_cluster.request("/sleepy/hello")
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == "/hello"
+    assert _requested(local_cluster, "sleepy") == 1
+
+    # Idle again: the averaged in-flight decays over the 10 s window and the API goes back to 0.
+    wait_for(lambda: _requested(local_cluster, "sleepy") == 0, timeout_s=60, what="back to zero")
+    wait_for(
+        lambda: local_cluster.get_api("sleepy")["status"].get("status") == "scaled to zero",
+        timeout_s=30,
+        what="no replica left",
+    )
+    assert local_cluster.request("/sleepy").status_code == 200

@@ -165,3 +165,23 @@ async def test_sync_carries_request_counters() -> None:
                 await gw.stop(drain_timeout_s=1.0)
     assert (stats["count_2xx"], stats["count_4xx"], stats["count_5xx"]) == (2, 1, 1)
     assert stats["latency_count"] == 4 and 0 < stats["latency_sum_s"] < 5
+
+
+async def test_failed_awaken_is_retried_while_requests_are_held() -> None:
+    op = FakeOperator(RouteTable(1, (at_zero("a"),)))
+    op.awaken_status = 500
+    async with run_upstream(op) as op_port:  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{op_port}"
+        settings = {"operator_url": url, "sync_wait_s": 0.05, "sync_backoff_max_s": 0.2}
+        async with run_gateway(RouteTable(), **settings) as gw:
+            await wait_for(lambda: gw.router.table.version == 1)
+            async with httpx.AsyncClient() as c:
+                task = asyncio.create_task(c.get(f"http://127.0.0.1:{gw.port}/a"))
+                await wait_for(lambda: len(op.awakened) >= 3)  # retried
+                op.awaken_status = 200
+                n = len(op.awakened)
+                await wait_for(lambda: len(op.awakened) == n + 1)
+                await asyncio.sleep(0.6)  # 3 retry periods
+                assert len(op.awakened) == n + 1  # no retry after a success
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)

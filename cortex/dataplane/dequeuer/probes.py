@@ -86,7 +86,8 @@ def build_check(
         return user_port if port == pod_port else port
 
     if probe.http_get is not None:
-        path = probe.http_get.path if probe.http_get.path.startswith("/") else "/"
+        path = probe.http_get.path
+        path = path if path.startswith("/") else "/" + path
         url = f"http://{HOST}:{port_of(probe.http_get.port)}{path}"
         return (lambda: http_get(client, url, timeout_s)), timing
     assert probe.tcp_socket is not None

@@ -6,7 +6,8 @@ GET /stream?n=3       -> n chunks, 0.2 s apart
 GET /healthz          -> 200 (503 while the file named by $APP_UNHEALTHY_FILE exists)
 anything else         -> echoes like /
 Environment: APP_RECORD_FILE (append each request's path to it), APP_FAIL_ALL=1 (answer 500 to
-everything but /healthz), APP_DELAY_S (sleep before answering anything but /healthz).
+everything but /healthz), APP_DELAY_S (sleep before answering anything but /healthz),
+APP_PLAIN_TEXT=1 (answer text/plain instead of JSON).
 Run: python -m uvicorn echo_server:app --port $(CORTEX_PORT)
 """
 
@@ -71,6 +72,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await asyncio.sleep(float(os.environ.get("APP_DELAY_S", "0")))
     if os.environ.get("APP_FAIL_ALL") == "1":
         await _send_json(send, 500, {"error": "APP_FAIL_ALL is set"})
+        return
+    if os.environ.get("APP_PLAIN_TEXT") == "1":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"plain text, not JSON"})
         return
     if path == "/stream":
         await _stream(send, int(query.get("n", ["3"])[0]))

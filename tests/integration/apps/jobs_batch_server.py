@@ -13,7 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OUT = os.environ["OUT_DIR"]
-SPEC = json.loads(open(os.environ["CORTEX_JOB_SPEC_PATH"]).read())
+with open(os.environ["CORTEX_JOB_SPEC_PATH"]) as spec_file:
+    SPEC = json.load(spec_file)
 CONFIG = SPEC.get("config") or {}
 FOLDER = os.path.join(OUT, SPEC["job_id"])
 os.makedirs(FOLDER, exist_ok=True)

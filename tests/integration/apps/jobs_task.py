@@ -7,7 +7,8 @@ import os
 import sys
 import time
 
-spec = json.loads(open(os.environ["CORTEX_JOB_SPEC_PATH"]).read())
+with open(os.environ["CORTEX_JOB_SPEC_PATH"]) as spec_file:
+    spec = json.load(spec_file)
 config = spec.get("config") or {}
 mode = config.get("mode", "ok")
 print(f"task {spec['job_id']} mode {mode}", flush=True)

@@ -1,0 +1,357 @@
+"""BatchAPI throughput benchmark: a real job with 2 workers beside the ideal, in the same run.
+
+    .venv/bin/python bench/batch.py [--items 20000] [--batch-size 10] [--workers 2]
+
+The user server is a trivial handler: a raw ASGI app under uvicorn (uvloop + httptools) that
+parses each batch (a JSON array) and answers 200 ``{}``; it appends one line per batch
+(``<unix time> <items>``) to a file of its own, so the same record exists whether a job's
+worker or the benchmark's client called it.
+
+1. **ideal**: the server started directly (``CORTEX_PORT`` set, no cluster), one client
+   (``httpx.AsyncClient``, the dequeuer's client) POSTing every batch of the job in turn on a
+   kept-alive connection. Measured before and after the job and averaged, as the machine's
+   speed drifts.
+2. **job**: ``cortex cluster up`` in a temporary config dir on free ports; the BatchAPI
+   deployed; the job submitted through the gateway with ``item_list`` (``workers`` workers);
+   its status polled until it ends. Printed: the **processing rate** (items over the span from
+   the first batch any worker's server saw to the last one, i.e. the workers' steady state) and
+   the **end-to-end rate** (items over submit -> the job seen succeeded), with that span broken
+   down into enqueuing (the job's ``start_time`` to its batches' total being known),
+   start-up (submit -> first batch), processing, and the tail (last batch -> job succeeded:
+   drain detection, on-job-complete and the job status loop).
+
+The job timers are the operator's ``CORTEX_JOB_*`` variables; this script sets only those
+(``--receive-wait-s``, ``--empty-checks``, ``--job-period-s``, ``--metrics-period-s``).
+
+Target (issue 5): processing rate >= 0.8x the ideal with 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+CLI = str(Path(sys.executable).with_name("cortex"))
+
+SERVER_SRC = r"""
+import json, os, time
+
+LOG = open(os.path.join(os.environ["BENCH_OUT"], f"batches-{os.getpid()}.log"), "a", buffering=1)
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    if scope["path"] == "/" and scope["method"] == "POST":
+        LOG.write(f"{time.time():.6f} {len(json.loads(body))}\n")
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"{}"})
+"""
+
+ENDED = {
+    "succeeded",
+    "completed_with_failures",
+    "enqueue_failed",
+    "worker_error",
+    "worker_oom",
+    "timed_out",
+    "stopped",
+    "unexpected_error",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def server_command(port: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench_batch_server:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--log-level",
+        "warning",
+        "--lifespan",
+        "off",
+    ]
+
+
+def batches(items: int, batch_size: int) -> list[bytes]:
+    """The job's batches as the enqueuer makes them: JSON arrays of consecutive items."""
+    return [
+        json.dumps(list(range(i, min(i + batch_size, items)))).encode()
+        for i in range(0, items, batch_size)
+    ]
+
+
+@dataclass
+class Span:
+    first: float
+    last: float
+    items: int
+    batches: int
+
+
+def read_span(out: Path) -> Span:
+    """The first and last batch any server recorded under ``out`` and the items seen."""
+    times: list[float] = []
+    items = 0
+    for log in out.glob("batches-*.log"):
+        for line in log.read_text().splitlines():
+            stamp, count = line.split()
+            times.append(float(stamp))
+            items += int(count)
+    if not times:
+        raise RuntimeError(f"no batch was recorded under {out}")
+    return Span(min(times), max(times), items, len(times))
+
+
+async def post_all(port: int, bodies: list[bytes]) -> float:
+    """POST every batch in turn to one server; returns the elapsed seconds."""
+    headers = {"Content-Type": "application/json", "X-Cortex-Job-ID": "ideal"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
+        await client.post("/", content=b"[]", headers=headers)  # connect before timing
+        start = time.perf_counter()
+        for body in bodies:
+            response = await client.post("/", content=body, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"direct POST answered {response.status_code}")
+        return time.perf_counter() - start
+
+
+def ideal_rate(project: Path, bodies: list[bytes], items: int) -> float:
+    """Items/s of one client POSTing every batch straight to one directly started server."""
+    out = Path(tempfile.mkdtemp(prefix="ideal-", dir=project))
+    port = free_port()
+    env = {**os.environ, "BENCH_OUT": str(out), "CORTEX_PORT": str(port)}
+    proc = subprocess.Popen(server_command(str(port)), cwd=project, env=env)
+    try:
+        wait_port(port)
+        elapsed = asyncio.run(post_all(port, bodies))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return items / elapsed
+
+
+class Cluster:
+    """A local cluster in a temporary config dir, driven through the real CLI."""
+
+    def __init__(self, root: Path, job_env: dict[str, str]) -> None:
+        self.config_dir = root / "cortex-config"
+        self.operator_port = free_port()
+        self.api_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")}
+        self.env.update(
+            CORTEX_CLI_CONFIG_DIR=str(self.config_dir),
+            CORTEX_RECONCILE_PERIOD_S="0.2",
+            **job_env,
+        )
+
+    def cli(self, *args: str) -> str:
+        proc = subprocess.run(
+            [CLI, *args], env=self.env, capture_output=True, text=True, timeout=150, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"cortex {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
+        return proc.stdout
+
+    def up(self) -> None:
+        ports = ["--operator-port", str(self.operator_port), "--api-port", str(self.api_port)]
+        self.cli("cluster", "up", "-y", *ports)
+
+    def down(self) -> None:
+        subprocess.run(
+            [CLI, "cluster", "down", "-y"], env=self.env, capture_output=True, timeout=150
+        )
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.api_port}{path}"
+
+
+def api_yaml(out: Path) -> str:
+    api = {
+        "name": "bench",
+        "kind": "BatchAPI",
+        "pod": {
+            "containers": [
+                {
+                    "name": "api",
+                    "image": "example.com/bench:latest",
+                    "command": server_command("$(CORTEX_PORT)"),
+                    "env": {"BENCH_OUT": str(out)},
+                    "compute": {"cpu": "100m"},
+                }
+            ]
+        },
+    }
+    return yaml.safe_dump([api], sort_keys=False)
+
+
+def submit(cluster: Cluster, body: dict[str, Any]) -> tuple[str, float]:
+    """POST the job through the gateway (retrying until its route is there); returns the job
+    id and the submit's wall-clock time."""
+    deadline = time.monotonic() + 30
+    while True:
+        submitted = time.time()
+        r = httpx.post(cluster.url("/bench"), json=body, timeout=60)
+        if r.status_code == 200:
+            return str(r.json()["job_id"]), submitted
+        if r.status_code not in (404, 503) or time.monotonic() > deadline:
+            raise RuntimeError(f"submit answered {r.status_code}: {r.text}")
+        time.sleep(0.1)
+
+
+def wait_ended(cluster: Cluster, job_id: str) -> tuple[dict[str, Any], float]:
+    """Poll the job every 50 ms; returns its last status and when it was first seen ended."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        body = httpx.get(cluster.url("/bench"), params={"jobID": job_id}, timeout=30).json()
+        if body["job_status"]["status"] in ENDED:
+            return body, time.time()
+        time.sleep(0.05)
+    raise RuntimeError(f"job {job_id} did not end")
+
+
+def run_job(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    out = root / "job-out"
+    out.mkdir()
+    project = root / "project"
+    cluster = Cluster(root, job_env(args))
+    cluster.up()
+    try:
+        config = project / "cortex.yaml"
+        config.write_text(api_yaml(out))
+        cluster.cli("deploy", str(config), "-y")
+        items = {"items": list(range(args.items)), "batch_size": args.batch_size}
+        job_id, submitted = submit(cluster, {"workers": args.workers, "item_list": items})
+        status, ended = wait_ended(cluster, job_id)
+    finally:
+        cluster.down()
+    if status["job_status"]["status"] != "succeeded":
+        raise RuntimeError(f"job ended {status['job_status']['status']}: {status}")
+    span = read_span(out)
+    return {"submitted": submitted, "ended": ended, "span": span, "status": status}
+
+
+def job_env(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "CORTEX_JOB_RECEIVE_WAIT_S": str(args.receive_wait_s),
+        "CORTEX_JOB_EMPTY_CHECKS": str(args.empty_checks),
+        "CORTEX_JOB_PERIOD_S": str(args.job_period_s),
+        "CORTEX_JOB_METRICS_PERIOD_S": str(args.metrics_period_s),
+        "CORTEX_LOG_LEVEL": args.log_level,
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--receive-wait-s", type=float, default=1.0)
+    parser.add_argument("--empty-checks", type=int, default=3)
+    parser.add_argument("--job-period-s", type=float, default=1.0)
+    parser.add_argument("--metrics-period-s", type=float, default=1.0)
+    parser.add_argument("--log-level", default="WARNING", help="the cluster's CORTEX_LOG_LEVEL")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return parser.parse_args()
+
+
+def report(args: argparse.Namespace, ideal: list[float], job: dict[str, Any]) -> None:
+    span: Span = job["span"]
+    status = job["status"]["job_status"]
+    ideal_avg = sum(ideal) / len(ideal)
+    processing = span.last - span.first
+    processing_rate = args.items / processing if processing > 0 else float("inf")
+    end_to_end = job["ended"] - job["submitted"]
+    print(
+        f"batch throughput: {args.items} items in batches of {args.batch_size} "
+        f"({span.batches} batches), {args.workers} workers"
+    )
+    print(f"  ideal (1 client -> 1 server)  {ideal_avg:10.0f} items/s  (runs: {fmt(ideal)})")
+    print(
+        f"  job, processing               {processing_rate:10.0f} items/s  "
+        f"ratio {processing_rate / ideal_avg:.2f}x (target >= 0.80x)"
+    )
+    print(
+        f"  job, end to end               {args.items / end_to_end:10.0f} items/s  "
+        f"ratio {args.items / end_to_end / ideal_avg:.2f}x"
+    )
+    print(f"  end-to-end {end_to_end:.2f}s = ", end="")
+    print(
+        f"submit -> first batch {span.first - job['submitted']:.2f}s "
+        f"(enqueue + worker start-up) + processing {processing:.2f}s "
+        f"+ last batch -> seen succeeded {job['ended'] - span.last:.2f}s "
+        f"(drain checks, on-job-complete, job status loop)"
+    )
+    print(
+        f"  job: {status['status']}, {span.items} items recorded "
+        f"(redelivered: {span.items - args.items}), metrics {job['status'].get('metrics')}"
+    )
+
+
+def fmt(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
+
+
+def main() -> None:
+    args = parse_args()
+    root = Path(tempfile.mkdtemp(prefix="cortex-bench-batch-"))
+    project = root / "project"
+    project.mkdir()
+    (project / "bench_batch_server.py").write_text(SERVER_SRC)
+    bodies = batches(args.items, args.batch_size)
+    try:
+        ideal = [ideal_rate(project, bodies, args.items)]
+        job = run_job(root, args)
+        ideal.append(ideal_rate(project, bodies, args.items))
+        report(args, ideal, job)
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
