@@ -37,12 +37,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import yaml
 
 CLI = str(Path(sys.executable).with_name("cortex"))
@@ -158,19 +160,103 @@ async def post_all(port: int, bodies: list[bytes]) -> float:
         return time.perf_counter() - start
 
 
-def ideal_rate(project: Path, bodies: list[bytes], items: int) -> float:
-    """Items/s of one client POSTing every batch straight to one directly started server."""
+@dataclass
+class Ideal:
+    rate: float  # items/s
+    client_cpu_s: float  # this process while POSTing (user + system)
+    server_cpu_s: float  # the server process while answering
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def ideal_rate(project: Path, bodies: list[bytes], items: int) -> Ideal:
+    """One client POSTing every batch straight to one directly started server."""
     out = Path(tempfile.mkdtemp(prefix="ideal-", dir=project))
     port = free_port()
     env = {**os.environ, "BENCH_OUT": str(out), "CORTEX_PORT": str(port)}
     proc = subprocess.Popen(server_command(str(port)), cwd=project, env=env)
     try:
         wait_port(port)
+        server = psutil.Process(proc.pid)
+        server_before, client_before = cpu_s(server), time.process_time()
         elapsed = asyncio.run(post_all(port, bodies))
+        client_cpu = time.process_time() - client_before
+        server_cpu = cpu_s(server) - server_before
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    return items / elapsed
+    return Ideal(items / elapsed, client_cpu, server_cpu)
+
+
+@dataclass
+class CpuSampler:
+    """Samples, every ``period_s``, the CPU seconds of the job's processes (user servers,
+    dequeuers) and of the cluster's operator and gateway, so the processing window's CPU can
+    be split by component afterwards (:meth:`used`)."""
+
+    state_dir: Path
+    out: Path
+    period_s: float = 0.1
+    samples: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    kinds: dict[int, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        seen: set[int] = set()
+        procs: dict[int, psutil.Process] = {}
+        while not self._stop.wait(self.period_s):
+            for proc in psutil.process_iter():
+                if proc.pid not in seen:
+                    seen.add(proc.pid)
+                    kind = self._kind(proc)
+                    if kind is not None:
+                        self.kinds[proc.pid] = kind
+                        procs[proc.pid] = proc
+            now = time.time()
+            for pid, proc in list(procs.items()):
+                try:
+                    self.samples.setdefault(pid, []).append((now, cpu_s(proc)))
+                except psutil.Error:
+                    del procs[pid]
+
+    def _kind(self, proc: psutil.Process) -> str | None:
+        try:
+            env, cmdline = proc.environ(), " ".join(proc.cmdline())
+        except psutil.Error:
+            return None
+        if env.get("BENCH_OUT") == str(self.out):
+            return "user servers"
+        if env.get("CORTEX_JOB_SPEC_PATH", "").startswith(str(self.state_dir)):
+            return "dequeuers" if "cortex.dataplane.dequeuer" in cmdline else None
+        if env.get("CORTEX_STATE_DIR") == str(self.state_dir):
+            if "cortex.operator" in cmdline:
+                return "operator"
+            if "cortex.dataplane.gateway" in cmdline:
+                return "gateway"
+        return None
+
+    def used(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds per kind between two wall-clock times (nearest samples)."""
+        totals: dict[str, float] = {}
+        for pid, series in self.samples.items():
+            inside = [cpu for t, cpu in series if start <= t <= end]
+            if len(inside) >= 2:
+                kind = self.kinds[pid]
+                totals[kind] = totals.get(kind, 0.0) + inside[-1] - inside[0]
+        return totals
 
 
 class Cluster:
@@ -242,13 +328,13 @@ def submit(cluster: Cluster, body: dict[str, Any]) -> tuple[str, float]:
 
 
 def wait_ended(cluster: Cluster, job_id: str) -> tuple[dict[str, Any], float]:
-    """Poll the job every 50 ms; returns its last status and when it was first seen ended."""
+    """Poll the job every 100 ms; returns its last status and when it was first seen ended."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         body = httpx.get(cluster.url("/bench"), params={"jobID": job_id}, timeout=30).json()
         if body["job_status"]["status"] in ENDED:
             return body, time.time()
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise RuntimeError(f"job {job_id} did not end")
 
 
@@ -257,7 +343,9 @@ def run_job(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir()
     project = root / "project"
     cluster = Cluster(root, job_env(args))
+    sampler = CpuSampler(cluster.config_dir / "local", out)
     cluster.up()
+    sampler.start()
     try:
         config = project / "cortex.yaml"
         config.write_text(api_yaml(out))
@@ -266,11 +354,13 @@ def run_job(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         job_id, submitted = submit(cluster, {"workers": args.workers, "item_list": items})
         status, ended = wait_ended(cluster, job_id)
     finally:
+        sampler.stop()
         cluster.down()
     if status["job_status"]["status"] != "succeeded":
         raise RuntimeError(f"job ended {status['job_status']['status']}: {status}")
     span = read_span(out)
-    return {"submitted": submitted, "ended": ended, "span": span, "status": status}
+    cpu = sampler.used(span.first, span.last)
+    return {"submitted": submitted, "ended": ended, "span": span, "status": status, "cpu": cpu}
 
 
 def job_env(args: argparse.Namespace) -> dict[str, str]:
@@ -297,18 +387,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def report(args: argparse.Namespace, ideal: list[float], job: dict[str, Any]) -> None:
+def report(args: argparse.Namespace, ideal: list[Ideal], job: dict[str, Any]) -> None:
     span: Span = job["span"]
-    status = job["status"]["job_status"]
-    ideal_avg = sum(ideal) / len(ideal)
+    ideal_avg = sum(i.rate for i in ideal) / len(ideal)
     processing = span.last - span.first
     processing_rate = args.items / processing if processing > 0 else float("inf")
     end_to_end = job["ended"] - job["submitted"]
     print(
         f"batch throughput: {args.items} items in batches of {args.batch_size} "
-        f"({span.batches} batches), {args.workers} workers"
+        f"({span.batches} batches), {args.workers} workers; "
+        f"load average before: {job['load']:.2f} on {os.cpu_count()} CPUs"
     )
-    print(f"  ideal (1 client -> 1 server)  {ideal_avg:10.0f} items/s  (runs: {fmt(ideal)})")
+    runs = ", ".join(f"{i.rate:.0f}" for i in ideal)
+    print(f"  ideal (1 client -> 1 server)  {ideal_avg:10.0f} items/s  (runs: {runs})")
     print(
         f"  job, processing               {processing_rate:10.0f} items/s  "
         f"ratio {processing_rate / ideal_avg:.2f}x (target >= 0.80x)"
@@ -317,21 +408,29 @@ def report(args: argparse.Namespace, ideal: list[float], job: dict[str, Any]) ->
         f"  job, end to end               {args.items / end_to_end:10.0f} items/s  "
         f"ratio {args.items / end_to_end / ideal_avg:.2f}x"
     )
-    print(f"  end-to-end {end_to_end:.2f}s = ", end="")
     print(
-        f"submit -> first batch {span.first - job['submitted']:.2f}s "
-        f"(enqueue + worker start-up) + processing {processing:.2f}s "
-        f"+ last batch -> seen succeeded {job['ended'] - span.last:.2f}s "
-        f"(drain checks, on-job-complete, job status loop)"
+        f"  end to end {end_to_end:.2f}s = submit -> first batch "
+        f"{span.first - job['submitted']:.2f}s (enqueue + worker start-up) + processing "
+        f"{processing:.2f}s + last batch -> seen succeeded {job['ended'] - span.last:.2f}s "
+        f"(drain checks, on-job-complete, exit, job status loop)"
     )
+    report_cpu(ideal, job["cpu"], span.batches, processing)
+    status = job["status"]
     print(
-        f"  job: {status['status']}, {span.items} items recorded "
-        f"(redelivered: {span.items - args.items}), metrics {job['status'].get('metrics')}"
+        f"  job: {status['job_status']['status']}, {span.items} items recorded "
+        f"(redelivered: {span.items - args.items}), metrics {status.get('metrics')}"
     )
 
 
-def fmt(values: list[float]) -> str:
-    return ", ".join(f"{v:.0f}" for v in values)
+def report_cpu(ideal: list[Ideal], cpu: dict[str, float], batches: int, window: float) -> None:
+    """CPU milliseconds per batch by component: where the job's time goes beside the ideal's."""
+    n = len(ideal) * batches
+    client = sum(i.client_cpu_s for i in ideal) * 1000 / n
+    server = sum(i.server_cpu_s for i in ideal) * 1000 / n
+    print(f"  CPU ms/batch, ideal: client {client:.2f} + server {server:.2f}")
+    parts = " + ".join(f"{k} {v * 1000 / batches:.2f}" for k, v in sorted(cpu.items()))
+    busy = sum(cpu.values()) / window if window > 0 else 0.0
+    print(f"  CPU ms/batch, job:   {parts}  ({busy:.2f} CPUs busy over the window)")
 
 
 def main() -> None:
@@ -343,7 +442,9 @@ def main() -> None:
     bodies = batches(args.items, args.batch_size)
     try:
         ideal = [ideal_rate(project, bodies, args.items)]
+        load = os.getloadavg()[0]
         job = run_job(root, args)
+        job["load"] = load
         ideal.append(ideal_rate(project, bodies, args.items))
         report(args, ideal, job)
     finally:

@@ -7,7 +7,7 @@ reproduces it from what it observes of its processes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -121,6 +121,10 @@ class Backend(Protocol):
         """Current replicas (all APIs when ``api_name`` is None), oldest first."""
 
     def capacity(self) -> NodeCapacity: ...
+
+    def set_listener(self, listener: Callable[[], None]) -> None:
+        """``listener`` is called (on the event loop) soon after any replica's status changed,
+        so the reconciler acts at once instead of at its next period."""
 
     def stream_logs(
         self, api_name: str, *, job_id: str | None = None, follow: bool = False

@@ -62,6 +62,7 @@ class FakeBackend:
         self.started = False
         self.created: list[ReplicaTemplate] = []
         self.deleted: list[str] = []
+        self.listener: Callable[[], None] | None = None  # tests may call it to mimic a change
 
     # --- Backend ---------------------------------------------------------------------------
 
@@ -105,6 +106,9 @@ class FakeBackend:
 
     def list_replicas(self, api_name: str | None = None) -> list[ReplicaInfo]:
         return [r for r in self._replicas.values() if api_name is None or r.api_name == api_name]
+
+    def set_listener(self, listener: Callable[[], None]) -> None:
+        self.listener = listener
 
     def capacity(self) -> NodeCapacity:
         cpu = mem = gpus = 0

@@ -106,6 +106,7 @@ class Reconciler:
         self._routed_in: dict[str, int] = {}  # replica id -> first version that routes to it
         self._replica_api: dict[str, str] = {}  # replica id -> API name, as of the last step
         self._specs: dict[str, tuple[str, ApiSpec]] = {}  # API name -> (api_id, parsed spec)
+        backend.set_listener(self.notify)  # a replica changed state: step now, not next period
         self._async_pod = async_pod
 
     # --- the loop ----------------------------------------------------------------------------

@@ -22,10 +22,10 @@ import os
 import secrets
 import shutil
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
-from cortex.backends.base import NodeCapacity, ReplicaInfo, ReplicaTemplate
+from cortex.backends.base import NodeCapacity, ReplicaInfo, ReplicaStatus, ReplicaTemplate
 from cortex.backends.local.capacity import Ledger, detect_node, pod_request
 from cortex.backends.local.logs import log_dir, stream_log_folder
 from cortex.backends.local.orphans import kill_orphans
@@ -77,6 +77,8 @@ class LocalBackend:
         self._tasks = TaskSet("local backend")
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._listener: Callable[[], None] | None = None
+        self._seen: dict[str, ReplicaStatus] = {}
 
     # ---- lifecycle
 
@@ -162,6 +164,19 @@ class LocalBackend:
                 replica.released = True
                 replica.quiesce()
                 self._ledger.release(replica.id)
+        self._tell_listener()
+
+    def set_listener(self, listener: Callable[[], None]) -> None:
+        self._listener = listener
+
+    def _tell_listener(self) -> None:
+        """Call the listener when any replica's status changed since the last tick."""
+        seen = {
+            r.id: r.status(stalled_after_s=self.stalled_after_s) for r in self._replicas.values()
+        }
+        if seen != self._seen and self._listener is not None:
+            self._listener()
+        self._seen = seen
 
     def _schedule(self) -> None:
         pending = [r for r in self._replicas.values() if not r.scheduled and not r.deleting]

@@ -140,7 +140,8 @@ class JobCompletion:
             visibility_timeout_s=self._visibility_timeout_s,
         ):
             await self._post(message.body)
-        await self._broker.ack(self._queue, message.receipt)
+        if not await self._broker.ack(self._queue, message.receipt):
+            log.warning("completion message lease had moved on; the hook may run again")
 
     async def _post(self, body: bytes) -> None:
         headers = {"Content-Type": "application/json", JOB_ID_HEADER: self._job_id}

@@ -43,7 +43,10 @@ class ProbeTiming:
 async def tcp_connect(port: int, timeout_s: float) -> bool:
     """Whether a TCP connection to 127.0.0.1:``port`` opens within ``timeout_s``."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout_s)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+        # lands as the connection opens, and then the probe task never ends
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(HOST, port)
     except (OSError, TimeoutError):
         return False
     writer.close()

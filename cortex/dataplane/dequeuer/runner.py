@@ -26,7 +26,7 @@ from cortex.dataplane.dequeuer.settings import (
     DequeuerSettings,
     DequeuerSettingsError,
 )
-from cortex.dataplane.dequeuer.worker import LoopConfig, LoopEnd, ReceiveLoop
+from cortex.dataplane.dequeuer.worker import LoopConfig, LoopEnd, ReceiveLoop, cancel_and_wait
 from cortex.errors import CortexError
 from cortex.queue import QueueBroker, open_broker
 from cortex.storage import ObjectStore, open_store, paths
@@ -47,9 +47,7 @@ async def background(coro: Coroutine[Any, Any, None], *, name: str) -> AsyncIter
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 def loop_config(settings: DequeuerSettings) -> LoopConfig:

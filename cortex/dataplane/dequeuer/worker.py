@@ -81,16 +81,25 @@ async def renewing(
             except ReceiptError:
                 log.warning("lease lost on %s; the message may be delivered again", queue_name)
                 return
-            except QueueError:
+            except Exception:
                 log.exception("could not renew a lease on %s", queue_name)
 
     task = asyncio.create_task(renew(), name=f"renew lease {queue_name}")
     try:
         yield
     finally:
+        await cancel_and_wait(task)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if it swallowed one (a
+    library that catches CancelledError must not hang our shutdown). Its own failure is its
+    owner's to log (a done callback); here it is only marked retrieved."""
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        task.exception()
 
 
 async def settle(broker: QueueBroker, queue_name: str, message: Received, outcome: Outcome) -> None:
