@@ -170,6 +170,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
+PORT_RELEASE_S = 3.0
+
+
 class LocalCluster:
     """The local cluster whose state is under ``<config_dir>/local``."""
 
@@ -268,8 +271,15 @@ class LocalCluster:
         return env
 
     def _check_ports(self, missing: list[Component]) -> None:
+        """Each missing component's port must be free. A component that just died (its pid file
+        went stale) may hold its port for a moment while the kernel tears the process down, so
+        a taken port is asked again for up to PORT_RELEASE_S before it counts as another
+        program's."""
         flags = {"operator": "--operator-port", "gateway": "--api-port"}
         for component in missing:
+            deadline = time.monotonic() + PORT_RELEASE_S
+            while not port_is_free(component.port) and time.monotonic() < deadline:
+                time.sleep(0.05)
             if not port_is_free(component.port):
                 raise CortexError(
                     f"port {component.port} (for the {component.name}) is already in use by "
