@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.realtime import free_port, launch_gateway  # noqa: E402
 from cortex.queue import open_broker  # noqa: E402
 from cortex.storage import open_store  # noqa: E402
 
@@ -50,23 +49,6 @@ wrk.headers["Content-Type"] = "application/json"
 PINNING = True
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
 def pin(cpu: int) -> list[str]:
     ncpu = os.cpu_count() or 1
     usable = PINNING and shutil.which("taskset") and ncpu > 1
@@ -78,19 +60,7 @@ def start_gateway(port: int, state_dir: Path) -> subprocess.Popen[bytes]:
         "version": 1,
         "async_routes": [{"api_name": "bench", "endpoint": "/bench", "queue_name": QUEUE}],
     }
-    (state_dir / "routes.json").write_text(json.dumps(table))
-    env = {
-        **os.environ,
-        "CORTEX_API_PORT": str(port),
-        "CORTEX_STATE_DIR": str(state_dir),
-        "CORTEX_OPERATOR_URL": "",
-        "CORTEX_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    cmd = [*pin(0), sys.executable, "-m", "cortex.dataplane.gateway"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    wait_port(port)
-    return proc
+    return launch_gateway(port, state_dir, table, pin(0))
 
 
 def run_wrk(url: str, connections: int, duration_s: float, state_dir: Path) -> tuple[int, float]:
@@ -195,26 +165,11 @@ def main() -> None:
         # raw rates before and after the gateway run: the disk's speed drifts on a shared box
         send_before, _ = asyncio.run(raw_queue_rate(queue_url, args.duration_s / 4))
         put_before = raw_storage_rate(state_dir / "storage", args.duration_s / 4)
-        port = free_port()
-        gateway = start_gateway(port, state_dir)
-        try:
-            use_wrk = shutil.which("wrk") is not None
-            gen = "wrk (Lua POST script)" if use_wrk else "built-in asyncio load generator"
-            print(f"load generator: {gen}; {args.connections} connections, {args.duration_s:g}s")
-            if use_wrk:
-                ok, secs = run_wrk(
-                    f"http://127.0.0.1:{port}/bench", args.connections, args.duration_s, state_dir
-                )
-            else:
-                ok, secs = run_fallback(port, args.connections, args.duration_s)
-        finally:
-            gateway.terminate()
-            gateway.wait(10)
+        ok, secs = gateway_rate(state_dir, args.connections, args.duration_s)
         send_after, queued = asyncio.run(raw_queue_rate(queue_url, args.duration_s / 4))
         put_after = raw_storage_rate(state_dir / "storage", args.duration_s / 4)
         send_rate, put_rate = (send_before + send_after) / 2, (put_before + put_after) / 2
-        submit_rate = ok / secs
-        print(f"gateway submit rate : {submit_rate:9.0f} requests/s accepted ({ok} in {secs:.1f}s)")
+        print(f"gateway submit rate : {ok / secs:9.0f} requests/s accepted ({ok} in {secs:.1f}s)")
         print(
             f"raw queue send rate : {send_rate:9.0f} sends/s (SQLite, one process;"
             f" {send_before:.0f} before, {send_after:.0f} after)"
@@ -224,15 +179,37 @@ def main() -> None:
             f" {put_before:.0f} before, {put_after:.0f} after; 3 puts/request:"
         )
         print(f"                      {put_rate / 3:9.0f} requests/s of writes alone)")
-        limit = 1 / (1 / send_rate + 3 / put_rate)
-        print(f"serial raw bound    : {limit:9.0f} requests/s (3 puts + 1 send, one thread)")
-        print(f"gateway / serial raw bound: {submit_rate / limit:.2f}x")
-        # wrk stops counting with up to one request per connection still being answered
-        match = ok <= queued <= ok + args.connections
-        print(f"queue holds {queued} messages for {ok} counted 200s", end="")
-        print(" (consistent)" if match else " (MISMATCH)")
-        verdict = "meets" if submit_rate >= 2000 else "misses"
-        print(f"target >= 2,000 requests/s: {verdict}")
+        verdict(ok / secs, send_rate, put_rate, ok <= queued <= ok + args.connections, queued, ok)
+
+
+def gateway_rate(state_dir: Path, connections: int, duration_s: float) -> tuple[int, float]:
+    """(accepted submits, seconds) of one load run against a fresh gateway."""
+    port = free_port()
+    gateway = start_gateway(port, state_dir)
+    try:
+        use_wrk = shutil.which("wrk") is not None
+        gen = "wrk (Lua POST script)" if use_wrk else "built-in asyncio load generator"
+        print(f"load generator: {gen}; {connections} connections, {duration_s:g}s")
+        if use_wrk:
+            url = f"http://127.0.0.1:{port}/bench"
+            return run_wrk(url, connections, duration_s, state_dir)
+        return run_fallback(port, connections, duration_s)
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+
+
+def verdict(
+    submit_rate: float, send_rate: float, put_rate: float, match: bool, queued: int, ok: int
+) -> None:
+    """The bound, the consistency check (wrk stops counting with up to one request per
+    connection still being answered) and the target's verdict."""
+    limit = 1 / (1 / send_rate + 3 / put_rate)
+    print(f"serial raw bound    : {limit:9.0f} requests/s (3 puts + 1 send, one thread)")
+    print(f"gateway / serial raw bound: {submit_rate / limit:.2f}x")
+    print(f"queue holds {queued} messages for {ok} counted 200s", end="")
+    print(" (consistent)" if match else " (MISMATCH)")
+    print(f"target >= 2,000 requests/s: {'meets' if submit_rate >= 2000 else 'misses'}")
 
 
 if __name__ == "__main__":

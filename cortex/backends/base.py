@@ -122,9 +122,9 @@ class Backend(Protocol):
 
     def capacity(self) -> NodeCapacity: ...
 
-    def set_listener(self, listener: Callable[[], None]) -> None:
+    def add_listener(self, listener: Callable[[], None]) -> None:
         """``listener`` is called (on the event loop) soon after any replica's status changed,
-        so the reconciler acts at once instead of at its next period."""
+        so the reconciler and the job manager act at once instead of at their next period."""
 
     def stream_logs(
         self, api_name: str, *, job_id: str | None = None, follow: bool = False

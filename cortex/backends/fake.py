@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
 
 from cortex.backends.base import (
     Backend,
@@ -22,22 +21,9 @@ from cortex.backends.base import (
     ReplicaStatus,
     ReplicaTemplate,
 )
-
-if TYPE_CHECKING:
-    from cortex.spec.models import PodSpec
+from cortex.backends.requests import Request, pod_request
 
 _DEFAULT_NODE = NodeCapacity(cpu_millis=16_000, mem_bytes=64 * 2**30, gpus=0)
-
-
-def _pod_requests(pod: PodSpec) -> tuple[int, int, int]:
-    """(cpu millis, memory bytes, gpus) the pod's containers request together."""
-    cpu = mem = gpus = 0
-    for container in pod.containers:
-        compute = container.compute
-        cpu += compute.cpu.milli() if compute.cpu is not None else 0
-        mem += int(compute.mem) if compute.mem is not None else 0
-        gpus += compute.gpu
-    return cpu, mem, gpus
 
 
 class FakeBackend:
@@ -62,7 +48,7 @@ class FakeBackend:
         self.started = False
         self.created: list[ReplicaTemplate] = []
         self.deleted: list[str] = []
-        self.listener: Callable[[], None] | None = None  # tests may call it to mimic a change
+        self.listeners: list[Callable[[], None]] = []  # tests may call them to mimic a change
 
     # --- Backend ---------------------------------------------------------------------------
 
@@ -107,16 +93,18 @@ class FakeBackend:
     def list_replicas(self, api_name: str | None = None) -> list[ReplicaInfo]:
         return [r for r in self._replicas.values() if api_name is None or r.api_name == api_name]
 
-    def set_listener(self, listener: Callable[[], None]) -> None:
-        self.listener = listener
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self.listeners.append(listener)
 
     def capacity(self) -> NodeCapacity:
-        cpu = mem = gpus = 0
+        used = Request()
         for template in self._templates.values():
-            c, m, g = _pod_requests(template.pod)
-            cpu, mem, gpus = cpu + c, mem + m, gpus + g
+            used = used + pod_request(template.pod)
         return dataclasses.replace(
-            self._node, requested_cpu_millis=cpu, requested_mem_bytes=mem, requested_gpus=gpus
+            self._node,
+            requested_cpu_millis=used.cpu_millis,
+            requested_mem_bytes=used.mem_bytes,
+            requested_gpus=used.gpus,
         )
 
     async def stream_logs(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cortex.cli.output import OutputFormat, console
+from cortex.cli.output import OutputFormat, console, print_json
 from cortex.client.config import Environment, config_dir, load_config, resolve_environment
 from cortex.client.http import OperatorClient
 
@@ -35,3 +35,12 @@ def announce(env: Environment, needed: bool, output: OutputFormat) -> None:
     """SPEC 14.1: ``using <env> environment`` before pretty output when it is not obvious."""
     if needed and output == OutputFormat.PRETTY:
         console().print(f"using {env.name} environment\n")
+
+
+def print_message(body: Any, env: Environment, needed: bool, output: OutputFormat) -> None:
+    """An operator answer ``{"message": ...}``: as JSON with ``-o json``, else the message."""
+    if output == OutputFormat.JSON:
+        print_json(body)
+        return
+    announce(env, needed, output)
+    console().print(str(body.get("message", "")))

@@ -10,10 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cortex.cli.common import EnvOption, OutputOption, announce, environment, operator
-from cortex.cli.get import job_route
-from cortex.cli.output import OutputFormat, console, print_json
-from cortex.client.http import OperatorClient, first_item
+from cortex.cli.common import EnvOption, OutputOption, environment, operator, print_message
+from cortex.cli.output import OutputFormat
+from cortex.client.http import OperatorClient, first_item, job_route
 from cortex.errors import NotDeployedError, NotFoundError
 
 CONFIRM_ABOVE_READY = 2
@@ -54,8 +53,4 @@ def delete(
             if not force and output == OutputFormat.PRETTY:
                 confirm_delete(http, api_name)
             body = http.delete(f"/delete/{api_name}", params={"keepCache": keep_cache})
-    if output == OutputFormat.JSON:
-        print_json(body)
-        return
-    announce(target, needed, output)
-    console().print(str(body.get("message", "")))
+    print_message(body, target, needed, output)

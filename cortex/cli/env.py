@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +46,7 @@ def configure(
     endpoint = operator_endpoint or os.environ.get("CORTEX_OPERATOR_ENDPOINT")
     endpoint = normalize_endpoint(endpoint or typer.prompt("operator endpoint"))
     with OperatorClient(endpoint, token=token) as http:
-        http.verify()
+        http.check_access()
     config, directory = _edit()
     config.upsert(Environment(env_name, endpoint, token))
     if config.default_environment is None:
@@ -79,14 +80,19 @@ def list_envs(output: OutputOption = OutputFormat.PRETTY) -> None:
     print_blocks(blocks)
 
 
+def _change(name: str | None, change: Callable[[CliConfig, str], None], done: str) -> None:
+    """Apply ``change`` to the named (else prompted) environment, save, print ``done``."""
+    config, directory = _edit()
+    env_name = name or typer.prompt("environment name")
+    change(config, env_name)
+    save_config(config, directory)
+    console().print(done.format(env_name))
+
+
 @app.command()
 def default(name: NameArgument = None) -> None:
     """Set the environment used when ``--env`` is not given."""
-    config, directory = _edit()
-    env_name = name or typer.prompt("environment name")
-    config.set_default(env_name)
-    save_config(config, directory)
-    console().print(f"set the default environment to {env_name}")
+    _change(name, CliConfig.set_default, "set the default environment to {}")
 
 
 @app.command()
@@ -104,8 +110,4 @@ def rename(
 @app.command()
 def delete(name: NameArgument = None) -> None:
     """Remove an environment (its cluster keeps running)."""
-    config, directory = _edit()
-    env_name = name or typer.prompt("environment name")
-    config.delete(env_name)
-    save_config(config, directory)
-    console().print(f"deleted the {env_name} environment")
+    _change(name, CliConfig.delete, "deleted the {} environment")

@@ -1,7 +1,9 @@
 """``cortex get [API_NAME] [JOB_ID]`` (SPEC 12.1).
 
 - no argument, no ``--env``: every configured environment, one ``env`` column per table, and
-  JSON ``[{"env_name", "apis", "error"}]``; an environment that fails does not hide the others;
+  JSON ``[{"env_name", "apis", "error"}]``; an environment that fails does not hide the others
+  (SPEC's ``unable to detect apis from the <env> environment`` line), but when every one fails
+  the command fails: each environment's error on stderr (after the JSON with ``-o json``), exit 1;
 - no argument with ``--env``: that environment's APIs (JSON: the operator's answer);
 - an API name: its detail (jobs for Batch/Task, endpoint, history; ``-v`` adds its configuration);
 - an API name and a job id: the job (``GET /batch|tasks/<api>?jobID=``).
@@ -21,9 +23,8 @@ from cortex.cli.common import EnvOption, OutputOption, announce, environment, op
 from cortex.cli.output import OutputFormat, console, print_blocks, print_json, print_text
 from cortex.cli.views import EnvApis, api_detail, api_list_tables, job_blocks
 from cortex.client.config import Environment, load_config
-from cortex.client.http import first_item
-from cortex.client.python_client import JOB_ROUTES
-from cortex.errors import CortexError, InvalidRequestError, NotFoundError
+from cortex.client.http import first_item, job_route
+from cortex.errors import CortexError, NotFoundError
 
 WATCH_PERIOD_S = 2.0
 WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="re-run every 2 seconds")]
@@ -77,7 +78,9 @@ def get_all_envs(output: OutputFormat) -> None:
     results = fetch_all_envs(envs)
     if output == OutputFormat.JSON:
         print_json([{"env_name": r.env_name, "apis": r.apis, "error": r.error} for r in results])
-    else:
+    if all(r.error for r in results):
+        raise CortexError("\n".join(f"{r.env_name} environment: {r.error}" for r in results))
+    if output == OutputFormat.PRETTY:
         print_api_lists(results, show_env=True)
 
 
@@ -89,14 +92,6 @@ def get_env(env_name: str, output: OutputFormat) -> None:
         print_json(body)
     else:
         print_api_lists([EnvApis(env.name, list(body))], show_env=False)
-
-
-def job_route(api: dict[str, Any]) -> tuple[str, str]:
-    meta = api.get("metadata") or {}
-    kind, name = str(meta.get("kind", "")), str(meta.get("name", ""))
-    if kind not in JOB_ROUTES:
-        raise InvalidRequestError(f"{name} is a {kind}; only BatchAPI and TaskAPI APIs have jobs")
-    return kind, JOB_ROUTES[kind]
 
 
 def get_api(env_name: str | None, api_name: str, job_id: str | None, **flags: Any) -> None:

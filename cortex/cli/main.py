@@ -1,8 +1,8 @@
 """The ``cortex`` command (alias ``cx``): a thin layer over :mod:`cortex.client` (SPEC 14.2).
 
 Errors reach the user in one place, :class:`CortexGroup`: any ``CortexError`` raised by a
-command prints ``error: <message>`` on stderr and exits 1 (SPEC 11.1); unexpected exceptions
-keep their traceback, because they are bugs.
+command prints ``error: <message>`` on stderr and exits 1 (SPEC 11.1); a wrong command line
+exits 1 too (:func:`main`); unexpected exceptions keep their traceback, because they are bugs.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ app.command("version")(version.version)
 app.command("completion")(completion.completion)
 
 
+USAGE_EXIT_CODE = 2  # click's status for a wrong command line (unknown option, bad value)
+
+
 def main() -> None:
-    """Console-script entry point (``cortex`` and ``cx``)."""
-    app()
+    """Console-script entry point (``cortex`` and ``cx``).
+
+    A wrong command line exits 1 like every other error (the original CLI's status; click's
+    own is 2), after click has printed what was wrong and where to get help."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == USAGE_EXIT_CODE:
+            raise SystemExit(1) from None
+        raise

@@ -6,8 +6,15 @@ from typing import Annotated
 
 import typer
 
-from cortex.cli.common import EnvOption, ForceOption, OutputOption, announce, environment, operator
-from cortex.cli.output import OutputFormat, console, print_json
+from cortex.cli.common import (
+    EnvOption,
+    ForceOption,
+    OutputOption,
+    environment,
+    operator,
+    print_message,
+)
+from cortex.cli.output import OutputFormat
 
 
 def refresh(
@@ -20,8 +27,4 @@ def refresh(
     target, needed = environment(env)
     with operator(target) as http:
         body = http.post(f"/refresh/{api_name}", params={"force": force})
-    if output == OutputFormat.JSON:
-        print_json(body)
-        return
-    announce(target, needed, output)
-    console().print(str(body.get("message", "")))
+    print_message(body, target, needed, output)

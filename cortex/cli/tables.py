@@ -81,6 +81,17 @@ def go_duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60}m{s % 60}s"
 
 
+def go_duration_ms(seconds: float) -> str:
+    """Go's ``Duration.String()`` of ``seconds`` truncated to milliseconds: ``0s``, ``10ms``,
+    ``1.5s``, ``2m3.25s`` (the average time per batch of ``cortex get <api> <job>``)."""
+    ms = max(round(seconds * 1_000_000) // 1000, 0)  # to the microsecond first: 0.57 s is 570 ms
+    if ms < 1000:
+        return f"{ms}ms" if ms else "0s"
+    whole = go_duration(ms // 1000)
+    fraction = f"{ms % 1000:03d}".rstrip("0")
+    return f"{whole[:-1]}.{fraction}s" if fraction else whole
+
+
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 

@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from rich.text import Text
 
-from cortex.cli.tables import Table, format_age, format_start_time, go_duration, parse_time
+from cortex.cli.tables import (
+    Table,
+    format_age,
+    format_start_time,
+    go_duration,
+    go_duration_ms,
+    parse_time,
+)
 
 Api = dict[str, Any]
 
@@ -124,15 +132,19 @@ def request_cells(api: Api) -> list[str]:
     return [format_latency(metrics.get("avg_latency_ms")), *counts]
 
 
-def _realtime_row(api: Api, now: float) -> list[str]:
+def _replica_cells(api: Api) -> list[str]:
+    """``<name> | status | live | up-to-date``, the start of a Realtime or Async row."""
+    status = _status(api)
     return [
         _meta(api).get("name", ""),
-        str(_status(api).get("status") or "-"),
+        str(status.get("status") or "-"),
         _live(api),
-        str(_status(api).get("up_to_date", 0)),
-        *request_cells(api),
-        _last_update(api, now),
+        str(status.get("up_to_date", 0)),
     ]
+
+
+def _realtime_row(api: Api, now: float) -> list[str]:
+    return [*_replica_cells(api), *request_cells(api), _last_update(api, now)]
 
 
 def queue_cells(api: Api) -> list[str]:
@@ -145,14 +157,7 @@ def queue_cells(api: Api) -> list[str]:
 
 
 def _async_row(api: Api, now: float) -> list[str]:
-    return [
-        _meta(api).get("name", ""),
-        str(_status(api).get("status") or "-"),
-        _live(api),
-        str(_status(api).get("up_to_date", 0)),
-        *queue_cells(api),
-        _last_update(api, now),
-    ]
+    return [*_replica_cells(api), *queue_cells(api), _last_update(api, now)]
 
 
 def _job_row(api: Api, now: float) -> list[str]:
@@ -371,28 +376,40 @@ def describe_blocks(api: Api, now: float) -> list[Table | str]:
     return blocks
 
 
-def _batch_stats(job: dict[str, Any], metrics: dict[str, Any]) -> Table:
+def _titled(title: str, body: Table | str) -> Text:
+    """``title``, a blank line, then ``body`` (a table keeps its bold header)."""
+    text = Text(title + "\n\n")
+    text.append_text(body.render() if isinstance(body, Table) else Text(body))
+    return text
+
+
+def batch_stats(job: dict[str, Any], metrics: dict[str, Any]) -> Text:
+    """``batch stats``: ``total | succeeded | failed attempts | avg time per batch`` (the
+    average as a Go duration truncated to milliseconds, ``-`` while unknown)."""
     avg = metrics.get("average_time_per_batch")
     cells = [
         str(job.get("total_batch_count", "-")),
         str(metrics.get("succeeded", "-")),
         str(metrics.get("failed", "-")),
-        f"{float(avg):.3f}s" if isinstance(avg, int | float) else "-",
+        go_duration_ms(avg) if isinstance(avg, int | float) else "-",
     ]
-    return Table(("total", "succeeded", "failed attempts", "avg time per batch"), [cells])
+    table = Table(("total", "succeeded", "failed attempts", "avg time per batch"), [cells])
+    return _titled("batch stats", table)
 
 
-def worker_stats(job: dict[str, Any]) -> Table | str:
+def worker_stats(job: dict[str, Any]) -> Text:
+    """``worker stats``: requested workers, then their counts by status (rare ones only when
+    non-zero), or ``unable to get worker stats``."""
     counts = job.get("worker_counts")
     if not isinstance(counts, dict):
-        return "unable to get worker stats"
+        return _titled("worker stats", "unable to get worker stats")
     columns = [(h, k) for h, k, always in WORKER_COLUMNS if always or counts.get(k)]
     headers = ["Requested"] + [h for h, _ in columns]
     row = [str(job.get("workers", 1))] + [str(counts.get(k, 0)) for _, k in columns]
-    return Table(headers, [row], sort=False)
+    return _titled("worker stats", Table(headers, [row], sort=False))
 
 
-def job_blocks(kind: str, body: dict[str, Any], now: float) -> list[Table | str]:
+def job_blocks(kind: str, body: dict[str, Any], now: float) -> list[Table | Text | str]:
     """``cortex get <api> <job id>`` (BatchAPI and TaskAPI)."""
     job = dict(body.get("job_status") or {})
     status = str(job.get("status", "unknown"))
@@ -404,9 +421,9 @@ def job_blocks(kind: str, body: dict[str, Any], now: float) -> list[Table | str]
         ("end time", format_start_time(end) if end else "-"),
         ("duration", _duration(job, now)),
     ]
-    blocks: list[Table | str] = ["\n".join(f"{k}: {v}" for k, v in summary)]
+    blocks: list[Table | Text | str] = ["\n".join(f"{k}: {v}" for k, v in summary)]
     if kind == "BatchAPI":
-        blocks.append(_batch_stats(job, dict(body.get("metrics") or {})))
+        blocks.append(batch_stats(job, dict(body.get("metrics") or {})))
     if kind == "BatchAPI" and status == "enqueuing":
         blocks.append("still enqueuing, workers have not been allocated for this job yet")
     elif status in COMPLETED:

@@ -22,7 +22,14 @@ from typing import Any
 
 import httpx
 
-from cortex.errors import ConnectionFailedError, CortexError, error_from_wire
+from cortex.errors import (
+    AuthForbiddenError,
+    AuthMissingError,
+    ConnectionFailedError,
+    CortexError,
+    InvalidRequestError,
+    error_from_wire,
+)
 from cortex.version import __version__
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -145,6 +152,19 @@ class OperatorClient:
         if not isinstance(body, dict):
             raise CortexError(f"{self.endpoint} does not look like a cortex operator")
 
+    def check_access(self) -> None:
+        """What ``env configure`` / ``new_client`` check before saving an environment: the
+        endpoint is an operator (:meth:`verify`) and it accepts our token (``GET /info``)."""
+        self.verify()
+        try:
+            self.info()
+        except (AuthMissingError, AuthForbiddenError) as exc:
+            problem = "needs a token" if isinstance(exc, AuthMissingError) else "refused the token"
+            raise type(exc)(
+                f"the operator at {self.endpoint} {problem}; pass its token with --token TOKEN "
+                "(a local cluster's `local` environment is configured by `cortex cluster up`)"
+            ) from exc
+
     def info(self) -> dict[str, Any]:
         body = self.request("GET", "/info", timeout_s=INFO_TIMEOUT_S)
         return body if isinstance(body, dict) else {}
@@ -177,3 +197,16 @@ def first_item(body: Any, what: str) -> dict[str, Any]:
     if isinstance(body, list) and body and isinstance(body[0], dict):
         return body[0]
     raise CortexError(f"unexpected answer from the operator for {what}: {json.dumps(body)[:200]}")
+
+
+JOB_ROUTES = {"BatchAPI": "/batch", "TaskAPI": "/tasks"}
+
+
+def job_route(api: dict[str, Any]) -> tuple[str, str]:
+    """``(kind, route)`` of an API's jobs (``/batch`` or ``/tasks``) from its ``/get`` answer;
+    ``InvalidRequestError`` for the kinds without jobs."""
+    meta = api.get("metadata") or {}
+    kind, name = str(meta.get("kind", "")), str(meta.get("name", ""))
+    if kind not in JOB_ROUTES:
+        raise InvalidRequestError(f"{name} is a {kind}; only BatchAPI and TaskAPI APIs have jobs")
+    return kind, JOB_ROUTES[kind]

@@ -22,14 +22,13 @@ import httpx
 import yaml
 
 from cortex.client.config import Environment, config_dir, load_config, save_config
-from cortex.client.http import OperatorClient, first_item
+from cortex.client.http import OperatorClient, first_item, job_route
 from cortex.errors import CortexError, InvalidRequestError, NotFoundError
 
 CortexException = CortexError
 """The base of every exception the client raises (the original's name)."""
 
 WAIT_KINDS = frozenset({"RealtimeAPI", "AsyncAPI"})
-JOB_ROUTES = {"BatchAPI": "/batch", "TaskAPI": "/tasks"}
 FAILED_REPLICA_KEYS = ("err_image_pull", "failed", "killed", "killed_oom", "unknown")
 
 
@@ -68,13 +67,14 @@ def client(env_name: str | None = None) -> Client:
 
 
 def new_client(env_name: str, operator_endpoint: str, token: str | None = None) -> Client:
-    """Check the endpoint (``GET /verifycortex``), save it as ``env_name``, return its client."""
+    """Check the endpoint (an operator that accepts ``token``), save it as ``env_name``, return
+    its client."""
     directory = config_dir()
     config = load_config(directory)
     env = Environment(env_name, operator_endpoint, token)
     config.upsert(env)
     with OperatorClient(env.operator_endpoint, token=token) as http:
-        http.verify()
+        http.check_access()
     if config.default_environment is None:
         config.default_environment = env_name
     save_config(config, directory)
@@ -234,13 +234,7 @@ class Client:
             return dict(http.delete(f"{route}/{api_name}", params={"jobID": job_id}))
 
     def _job_route(self, api_name: str) -> str:
-        kind = str((self.get_api(api_name).get("metadata") or {}).get("kind", ""))
-        route = JOB_ROUTES.get(kind)
-        if route is None:
-            raise InvalidRequestError(
-                f"{api_name} is a {kind}; only BatchAPI and TaskAPI APIs have jobs"
-            )
-        return route
+        return job_route(self.get_api(api_name))[1]
 
 
 def _raise_on_failed_replicas(api_name: str, described: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cortex.dataplane.answers import error_body
 from cortex.dataplane.table import AsyncRoute
 from cortex.errors import CortexError
 from cortex.queue import QueueBroker, QueueError, open_broker
@@ -54,6 +55,8 @@ Answer = tuple[int, bytes]  # status code, JSON body
 IN_QUEUE = "in_queue"
 COMPLETED = "completed"
 FAILED = "failed"
+IN_PROGRESS = "in_progress"
+_STATUSES = frozenset({IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED})
 _SKIP_HEADERS = frozenset(
     {
         "connection",
@@ -120,10 +123,6 @@ def headers_record(headers: Headers) -> dict[str, list[str]]:
     return out
 
 
-def error_json(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "details": None}}).encode()
-
-
 def rfc3339(unix_s: float) -> str:
     return datetime.fromtimestamp(unix_s, UTC).isoformat().replace("+00:00", "Z")
 
@@ -172,21 +171,21 @@ class AsyncGateway:
         try:
             store, broker = self._open()
         except CortexError as exc:
-            return 503, error_json("api.unavailable", str(exc))
+            return 503, error_body("api.unavailable", str(exc))
         request_id = new_request_id()
         api = route.api_name
         try:
             await self._in_thread(_store_request, store, api, request_id, headers, body)
         except CortexError as exc:
             log.error("async submit to %s: storage failed: %s", api, exc)
-            return 500, error_json("storage.error", f"cannot store the request: {exc}")
+            return 500, error_body("storage.error", f"cannot store the request: {exc}")
         try:
             await broker.send(route.queue_name, request_id.encode())
         except QueueError as exc:
             log.error("async submit to %s: queue %s failed: %s", api, route.queue_name, exc)
             await self._in_thread(_forget, store, api, request_id)
             msg = f"api {api} cannot accept requests now: {exc}"
-            return 503, error_json("api.unavailable", msg)
+            return 503, error_body("api.unavailable", msg)
         return 200, b'{"id": "%s"}' % request_id.encode()
 
     async def poll(self, route: AsyncRoute, request_id: str) -> Answer:
@@ -194,16 +193,16 @@ class AsyncGateway:
         try:
             store, _ = self._open()
         except CortexError as exc:
-            return 503, error_json("api.unavailable", str(exc))
+            return 503, error_body("api.unavailable", str(exc))
         try:
             found = await self._in_thread(_read_status, store, route.api_name, request_id)
         except InvalidKeyError:
             found = None
         except (CortexError, ValueError) as exc:
-            return 500, error_json("storage.error", f"cannot read request {request_id}: {exc}")
+            return 500, error_body("storage.error", f"cannot read request {request_id}: {exc}")
         if found is None:
             msg = f"request {request_id} of api {route.api_name} was not found"
-            return 404, error_json("async.not_found", msg)
+            return 404, error_body("async.not_found", msg)
         return 200, json.dumps({"id": request_id, **found}).encode()
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -242,12 +241,19 @@ def _forget(store: ObjectStore, api: str, request_id: str) -> None:
 
 
 def _read_status(store: ObjectStore, api: str, request_id: str) -> dict[str, Any] | None:
-    """``{"status", ...}`` for the poll answer, or None when the id is unknown."""
+    """``{"status", ...}`` for the poll answer, or None when the id is unknown.
+
+    SPEC 4.3's shapes: ``in_queue`` and ``in_progress`` give the status alone; ``completed``
+    adds ``result`` and ``timestamp``; ``failed`` adds ``reason`` when the worker stored one.
+    A status outside those four raises ValueError (500, as SPEC's ``invalid workload status``).
+    """
     try:
         record = store.get_json(paths.workload_status_key(api, request_id))
     except ObjectNotFoundError:
         return None
-    status = str(record.get("status", IN_QUEUE)) if isinstance(record, dict) else IN_QUEUE
+    status = record.get("status") if isinstance(record, dict) else None
+    if status not in _STATUSES:
+        raise ValueError(f"invalid workload status: {status!r}")
     out: dict[str, Any] = {"status": status}
     if status == COMPLETED:
         key = paths.workload_result_key(api, request_id)

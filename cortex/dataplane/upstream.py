@@ -107,26 +107,25 @@ class UpstreamConnection(asyncio.Protocol):
     def _raw_head(self, data: bytes) -> bool:
         """Forward a plain response unchanged, without the parser, when the first read holds
         its whole head and it is HTTP/1.1, keep-alive, Content-Length framed and free of
-        hop-by-hop headers (the usual answer of a model server). False: use the parser."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0 or not data.startswith(b"HTTP/1.1 ") or not data[9:12].isdigit():
-            return False
-        status = int(data[9:12])
-        head = data[: end + 2].lower()
-        if status < 200 or status in (204, 304) or _NOT_PLAIN.search(head):
-            return False
-        i = head.find(b"\r\ncontent-length:")
-        if i < 0 or head.find(b"\r\ncontent-length:", i + 2) >= 0:
-            return False
-        value = head[i + 17 : head.find(b"\r\n", i + 2)].strip()
-        if not value.isdigit():
-            return False
-        left = int(value) - (len(data) - end - 4)
-        if left < 0:
-            return False  # more than the body: let the parser reject it
+        hop-by-hop headers (the usual answer of a model server). False: use the parser.
+
+        A replica answers most requests with the same head, so the pool remembers the last
+        plain head and its (status, Content-Length): a byte comparison then replaces the scan."""
+        pool = self.pool
+        known = pool.plain_head
+        if known and data.startswith(known):
+            status, length = pool.plain_verdict
+            end = len(known) - 4
+        else:
+            verdict = _plain_head(data)
+            if verdict is None:
+                return False
+            end, status, length = verdict
+            pool.plain_head, pool.plain_verdict = data[: end + 4], (status, length)
+        left = length - (len(data) - end - 4)
         sink = self._sink
-        if sink is None:
-            return False
+        if left < 0 or sink is None:
+            return False  # more than the body: let the parser reject it
         sink.on_response_raw_start(status)
         self._raw_left = left
         if left and len(data) == end + 4:
@@ -252,6 +251,25 @@ _NOT_PLAIN = re.compile(
 )  # hop-by-hop headers: a response holding any of them takes the parser path
 
 
+def _plain_head(data: bytes) -> tuple[int, int, int] | None:
+    """(end of the head, status, Content-Length) when ``data`` starts with a whole plain head
+    (see :meth:`UpstreamConnection._raw_head`), else None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or not data.startswith(b"HTTP/1.1 ") or not data[9:12].isdigit():
+        return None
+    status = int(data[9:12])
+    head = data[: end + 2].lower()
+    if status < 200 or status in (204, 304) or _NOT_PLAIN.search(head):
+        return None
+    i = head.find(b"\r\ncontent-length:")
+    if i < 0 or head.find(b"\r\ncontent-length:", i + 2) >= 0:
+        return None
+    value = head[i + 17 : head.find(b"\r\n", i + 2)].strip()
+    if not value.isdigit():
+        return None
+    return end, status, int(value)
+
+
 class UpstreamPool:
     """Idle keep-alive connections to one replica (at most ``max_idle`` kept)."""
 
@@ -263,6 +281,8 @@ class UpstreamPool:
         self._connect_timeout_s = connect_timeout_s
         self._idle: list[UpstreamConnection] = []
         self._closed = False
+        self.plain_head = b""  # the last plain response head seen, and its (status, length)
+        self.plain_verdict = (0, 0)
 
     @property
     def idle_count(self) -> int:

@@ -1,10 +1,13 @@
 """``python -m cortex.operator``: run the local operator until SIGTERM/SIGINT.
 
 Settings come from ``CORTEX_*`` variables (:class:`OperatorSettings`). The state lives in
-``<state_dir>/state.db``; replicas run on the :class:`LocalBackend`. Shutdown order: uvicorn stops
-accepting and waits up to ``shutdown_timeout_s`` for open requests (log streams, gateway long
-polls), the app's lifespan cancels the reconciler and closes the backend (stopping every
-replica), then the store is closed. A second signal makes uvicorn exit at once.
+``<state_dir>/state.db``; replicas run on the :class:`LocalBackend`. The process opens ONE queue
+broker and ONE object store here and hands them to both users (the AsyncAPI services and the job
+manager), which never close them. Shutdown order: uvicorn stops accepting and waits up to
+``shutdown_timeout_s`` for open requests (log streams, gateway long polls), the app's lifespan
+cancels its loops, closes the job manager and the backend (stopping every replica), then the
+broker is closed (on the server's loop, after the lifespan), then the store. A second signal
+makes uvicorn exit at once.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import os
 import socket
 import sys
 from types import FrameType
@@ -24,17 +26,16 @@ from cortex.backends.base import Backend, NodeCapacity
 from cortex.backends.local.backend import LocalBackend
 from cortex.backends.local.capacity import detect_node
 from cortex.operator.app import create_app
-from cortex.operator.async_apis import AsyncSettings, AsyncSidecar
+from cortex.operator.async_apis import AsyncApis, AsyncSettings, AsyncSidecar
 from cortex.operator.jobs.job_store import JobStore
 from cortex.operator.jobs.manager import JobManager
 from cortex.operator.jobs.routes import router as jobs_router
-from cortex.operator.jobs.settings import JobSettings
 from cortex.operator.jobs.workers import Infra
 from cortex.operator.reconciler import Reconciler
 from cortex.operator.settings import OperatorSettings, SettingsError
 from cortex.operator.store import StateStore
-from cortex.queue import open_broker
-from cortex.storage import open_store
+from cortex.queue import QueueBroker, open_broker
+from cortex.storage import ObjectStore, open_store
 
 log = logging.getLogger("cortex.operator")
 
@@ -63,16 +64,23 @@ def node_capacity(settings: OperatorSettings) -> NodeCapacity | None:
 
 class OperatorServer(uvicorn.Server):
     """uvicorn's server, which also tells the app (``stopping``) the moment shutdown begins, so
-    followed log streams end instead of holding the drain until its timeout."""
+    followed log streams end instead of holding the drain until its timeout, and closes the
+    process's queue broker once the app's lifespan has ended (on the loop that used it)."""
 
-    def __init__(self, config: uvicorn.Config, *, stopping: asyncio.Event) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, stopping: asyncio.Event, broker: QueueBroker
+    ) -> None:
         super().__init__(config)
         self._stopping = stopping
+        self._broker = broker
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        try:
+            await super().serve(sockets)
+        finally:
+            await self._broker.close()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._loop is not None:  # called from a signal handler: hand over to the loop
@@ -80,21 +88,30 @@ class OperatorServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def job_manager(settings: OperatorSettings, store: StateStore, backend: Backend) -> JobManager:
+def job_manager(
+    settings: OperatorSettings,
+    store: StateStore,
+    backend: Backend,
+    broker: QueueBroker,
+    objects: ObjectStore,
+) -> JobManager:
     """BatchAPI/TaskAPI jobs: their rows in the state database, their queues in the broker."""
     return JobManager(
         store,
         JobStore(settings.state_db),
         backend,
-        open_broker(settings.queue_url),
-        open_store(settings.storage_url),
+        broker,
+        objects,
         infra=Infra(settings.queue_url, settings.storage_url, settings.state_dir),
         api_url=settings.api_url,
-        settings=JobSettings.from_env(os.environ),
+        settings=settings.jobs,
     )
 
 
 def build_server(settings: OperatorSettings, store: StateStore) -> uvicorn.Server:
+    """The server and everything it runs; the one broker and object store are opened here."""
+    broker = open_broker(settings.queue_url)
+    objects = open_store(settings.storage_url)
     backend = LocalBackend(
         settings.state_dir,
         cli_config_dir=settings.cli_config_dir,
@@ -108,9 +125,21 @@ def build_server(settings: OperatorSettings, store: StateStore) -> uvicorn.Serve
         period_s=settings.reconcile_period_s,
         drain_timeout_s=settings.drain_timeout_s,
         async_pod=AsyncSidecar(AsyncSettings.from_operator(settings)).pod,
+        gateway_required=True,  # "ready" means the gateway routes to it
     )
-    jobs = job_manager(settings, store, backend)
-    app = create_app(settings, store, backend, reconciler, public_routers=[jobs_router], jobs=jobs)
+    async_apis = AsyncApis(
+        store, AsyncSettings.from_operator(settings), broker=broker, objects=objects
+    )
+    jobs = job_manager(settings, store, backend, broker, objects)
+    app = create_app(
+        settings,
+        store,
+        backend,
+        reconciler,
+        public_routers=[jobs_router],
+        jobs=jobs,
+        async_apis=async_apis,
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -120,7 +149,7 @@ def build_server(settings: OperatorSettings, store: StateStore) -> uvicorn.Serve
         access_log=settings.log_level == "DEBUG",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
-    return OperatorServer(config, stopping=app.state.cortex.stopping)
+    return OperatorServer(config, stopping=app.state.cortex.stopping, broker=broker)
 
 
 def main() -> int:

@@ -10,10 +10,12 @@ Authenticated routes (all but ``/verifycortex``, ``/metrics`` and the unauthenti
 routes passed in ``public_routers``) check the bearer token, then ``CortexAPIVersion``.
 
 The app's lifespan (when ``run_services``) starts the backend, opens the AsyncAPI queue broker
-and object store (:class:`~cortex.operator.async_apis.AsyncApis`), then runs the reconciler
-loop, the autoscaler loop, the AsyncAPI queue loop and the retention sweeper as named, guarded
-tasks; on shutdown (after the server has stopped accepting and drained its requests) it cancels
-the loops, closes the broker, and closes the backend, which stops every replica.
+and object store unless they were given (:class:`~cortex.operator.async_apis.AsyncApis`; the
+operator process gives its one broker and store, shared with the job manager), then runs the
+reconciler loop, the autoscaler loop, the AsyncAPI queue loop and the retention sweeper as
+named, guarded tasks; on shutdown (after the server has stopped accepting and drained its
+requests) it cancels the loops, closes the job manager and a broker the AsyncApis opened, and
+closes the backend, which stops every replica.
 """
 
 from __future__ import annotations
@@ -147,6 +149,39 @@ async def _no_services(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+def _operator_state(
+    settings: OperatorSettings,
+    store: StateStore,
+    backend: Backend,
+    reconciler: OperatorReconciler,
+    *,
+    jobs: JobStatuses | None,
+    autoscaling: AutoscalingLoop,
+    async_apis: AsyncApis,
+) -> OperatorState:
+    """The objects the routes share (``app.state.cortex``)."""
+    request_window = RequestWindow(settings.request_metrics_window_s)
+    return OperatorState(
+        settings=settings,
+        store=store,
+        backend=backend,
+        reconciler=reconciler,
+        deployer=Deployer(store=store, replicas=reconciler, node=backend),
+        responses=Responses(
+            store=store,
+            replica_counts=reconciler.replica_counts,
+            api_url=settings.api_url,
+            jobs=jobs,
+            request_metrics=lambda name: request_window.to_json(name, now=time.time()),
+            autoscaler=autoscaling.describe,
+            async_queue=async_apis.queue_json,
+        ),
+        metrics=operator_registry(store, backend, autoscaling, queues=async_apis.all_counts),
+        autoscaling=autoscaling,
+        request_window=request_window,
+    )
+
+
 def create_app(
     settings: OperatorSettings,
     store: StateStore,
@@ -196,25 +231,14 @@ def create_app(
         async_apis.record_value = autoscaling.record_value
     app.state.async_apis = async_apis
     app.state.jobs = jobs
-    request_window = RequestWindow(settings.request_metrics_window_s)
-    app.state.cortex = OperatorState(
-        settings=settings,
-        store=store,
-        backend=backend,
-        reconciler=reconciler,
-        deployer=Deployer(store=store, replicas=reconciler, node=backend),
-        responses=Responses(
-            store=store,
-            replica_counts=reconciler.replica_counts,
-            api_url=settings.api_url,
-            jobs=jobs,
-            request_metrics=lambda name: request_window.to_json(name, now=time.time()),
-            autoscaler=autoscaling.describe,
-            async_queue=async_apis.queue_json,
-        ),
-        metrics=operator_registry(store, backend, autoscaling, queues=async_apis.all_counts),
+    app.state.cortex = _operator_state(
+        settings,
+        store,
+        backend,
+        reconciler,
+        jobs=jobs,
         autoscaling=autoscaling,
-        request_window=request_window,
+        async_apis=async_apis,
     )
     for router in (info.public_router, *public_routers):
         app.include_router(router)

@@ -44,14 +44,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from cortex.dataplane.dequeuer.settings import DequeuerMode, DequeuerSettings
-from cortex.dataplane.dequeuer.sidecar import dequeuer_container
+from cortex.dataplane.dequeuer.sidecar import readiness_probe, with_dequeuer
 from cortex.errors import CortexError
 from cortex.operator.settings import OperatorSettings
 from cortex.operator.store import ApiRecord, StateStore
 from cortex.queue import QueueBroker, QueueCounts, open_broker
 from cortex.queue.names import async_queue_name, is_async_queue
 from cortex.spec.kinds import Kind
-from cortex.spec.models import ApiSpec, PodSpec, Probe
+from cortex.spec.models import ApiSpec, PodSpec
 from cortex.storage import ObjectNotFoundError, ObjectStore, open_store, paths
 
 __all__ = [
@@ -100,16 +100,6 @@ def queue_name_of(rec: ApiRecord) -> str:
     return async_queue_name(rec.name, rec.initial_deployment_time_ns)
 
 
-def user_probe(api: ApiSpec) -> Probe | None:
-    """The readiness probe the dequeuer waits on (SPEC 5.2): the first user container's
-    HTTP or TCP readiness probe; None (the dequeuer's default TCP probe on the user's port)."""
-    for container in api.pod.containers if api.pod else ():
-        probe = container.readiness_probe
-        if probe is not None and (probe.http_get is not None or probe.tcp_socket is not None):
-            return probe
-    return None
-
-
 @dataclass(frozen=True)
 class AsyncSidecar:
     """Builds AsyncAPI replica pods (the reconciler's ``async_pod``)."""
@@ -128,7 +118,7 @@ class AsyncSidecar:
             api_kind=Kind.ASYNC_API,
             pod_port=api.pod.port,
             workers=api.pod.max_concurrency,
-            probe=user_probe(api),
+            probe=readiness_probe(api.pod),
             visibility_timeout_s=self.settings.visibility_timeout_s,
         )
 
@@ -136,8 +126,7 @@ class AsyncSidecar:
         """The user's pod with the dequeuer appended as its last container (SPEC 5.1)."""
         if api.pod is None:
             raise ValueError(f"{rec.name} ({rec.kind}) has no pod")
-        sidecar = dequeuer_container(self.dequeuer_settings(rec, api))
-        return api.pod.model_copy(update={"containers": [*api.pod.containers, sidecar]})
+        return with_dequeuer(api.pod, self.dequeuer_settings(rec, api))
 
 
 class AsyncApis:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Protocol
 
 from cortex.backends.base import NodeCapacity
+from cortex.backends.requests import Request, total_request
+from cortex.dataplane.dequeuer import sidecar
 from cortex.errors import (
     ConflictError,
     CortexError,
@@ -150,27 +152,34 @@ def _check_split_targets(api: ApiSpec, realtime: set[str]) -> None:
         )
 
 
-def pod_requests(api: ApiSpec) -> tuple[int, int, int, int]:
-    """(cpu millis, memory bytes, gpus, inferentia chips) one replica of ``api`` requests."""
-    cpu = mem = gpu = inf = 0
-    for container in api.pod.containers if api.pod else ():
-        compute = container.compute
-        cpu += compute.cpu.milli() if compute.cpu is not None else 0
-        mem += int(compute.mem) if compute.mem is not None else 0
-        gpu += compute.gpu
-        inf += compute.inf
-    return cpu, mem, gpu, inf
+# Kinds whose replicas also run the dequeuer sidecar (SPEC 5.1), which requests its own share.
+SIDECAR_KINDS = frozenset({Kind.ASYNC_API, Kind.BATCH_API})
+
+
+def pod_requests(api: ApiSpec) -> Request:
+    """What one replica of ``api`` requests: its containers plus, for an AsyncAPI or a BatchAPI
+    worker, the dequeuer sidecar (100m / 100Mi), as the backend will count it (SPEC 11.4)."""
+    computes = [container.compute for container in api.pod.containers] if api.pod else []
+    if api.kind in SIDECAR_KINDS:
+        computes.append(sidecar.COMPUTE)
+    return total_request(computes)
 
 
 def _check_compute_fit(api: ApiSpec, node: NodeCapacity) -> None:
     """One replica must fit on the local node when it is empty (SPEC 11.4 item 4, with one node
     and no system reservations); the node has no Inferentia chips."""
-    cpu, mem, gpu, inf = pod_requests(api)
-    if cpu <= node.cpu_millis and mem <= node.mem_bytes and gpu <= node.gpus and inf == 0:
+    want = pod_requests(api)
+    if (
+        want.cpu_millis <= node.cpu_millis
+        and want.mem_bytes <= node.mem_bytes
+        and want.gpus <= node.gpus
+        and want.inf == 0
+    ):
         return
+    requested = _compute_text(want.cpu_millis, want.mem_bytes, want.gpus)
     raise _invalid(
         f"{identify(api)}: the local node is not large enough to satisfy the requested resources "
-        f"for your pod (requested: {_compute_text(cpu, mem, gpu)}, inf {inf}; node capacity: "
+        f"for your pod (requested: {requested}, inf {want.inf}; node capacity: "
         f"{_compute_text(node.cpu_millis, node.mem_bytes, node.gpus)}, inf 0)"
     )
 

@@ -86,6 +86,7 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         initial_version: int | None = None,
         async_pod: AsyncPod | None = None,
+        gateway_required: bool = False,
     ) -> None:
         """``initial_version`` (default: wall-clock milliseconds) is the route table's first
         version; starting from the clock keeps versions increasing across operator restarts,
@@ -106,7 +107,8 @@ class Reconciler:
         self._routed_in: dict[str, int] = {}  # replica id -> first version that routes to it
         self._replica_api: dict[str, str] = {}  # replica id -> API name, as of the last step
         self._specs: dict[str, tuple[str, ApiSpec]] = {}  # API name -> (api_id, parsed spec)
-        backend.set_listener(self.notify)  # a replica changed state: step now, not next period
+        self._gateway_required = gateway_required
+        backend.add_listener(self.notify)  # a replica changed state: step now, not next period
         self._async_pod = async_pod
 
     # --- the loop ----------------------------------------------------------------------------
@@ -264,8 +266,14 @@ class Reconciler:
         return replica
 
     def _routed(self, replica: ReplicaInfo) -> bool:
-        if replica.api_kind != Kind.REALTIME_API or not self._gateway.gateway_present():
+        """Whether the gateway serves from a table that routes to this replica. Without a
+        gateway in touch, the answer is ``gateway_required``'s opposite: a real cluster always
+        has one (a gateway that has not synced since this operator started, e.g. right after an
+        operator restart, still routes by its old table), unit tests of the reconciler don't."""
+        if replica.api_kind != Kind.REALTIME_API:
             return True
+        if not self._gateway.gateway_present():
+            return not self._gateway_required
         routed_in = self._routed_in.get(replica.replica_id)
         acked = self._gateway.acked_version
         return routed_in is not None and acked is not None and acked >= routed_in

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cortex.queue import default_queue_url
@@ -22,6 +22,35 @@ DEFAULT_ASYNC_RETENTION_S = 7 * 24 * 3600.0
 
 class SettingsError(ValueError):
     """A ``CORTEX_*`` variable is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The job manager's timers (seconds), from ``CORTEX_JOB_*``; part of
+    :class:`OperatorSettings` (``settings.jobs``). Defaults are the original's where it had one
+    (60 s lease); the manager's own period is short because a local status check costs one
+    listing."""
+
+    period_s: float = 1.0  # CORTEX_JOB_PERIOD_S: seconds between two job status passes
+    visibility_timeout_s: float = 60.0  # CORTEX_JOB_VISIBILITY_TIMEOUT_S: a batch's lease
+    receive_wait_s: float = 1.0  # CORTEX_JOB_RECEIVE_WAIT_S: a worker's long-poll wait
+    # CORTEX_JOB_EMPTY_CHECKS: empty polls before a worker finishes. One is enough: workers start
+    # only once enqueuing has ended, and the queue's counts are exact (visible + in flight == 0
+    # means no batch is left, nor one being worked on that could be released again).
+    empty_checks: int = 1
+    metrics_period_s: float = 1.0  # CORTEX_JOB_METRICS_PERIOD_S: worker metrics write period
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> JobSettings:
+        return cls(
+            period_s=_positive(env, "CORTEX_JOB_PERIOD_S", cls.period_s),
+            visibility_timeout_s=_positive(
+                env, "CORTEX_JOB_VISIBILITY_TIMEOUT_S", cls.visibility_timeout_s
+            ),
+            receive_wait_s=_positive(env, "CORTEX_JOB_RECEIVE_WAIT_S", cls.receive_wait_s),
+            empty_checks=_positive_int(env, "CORTEX_JOB_EMPTY_CHECKS", cls.empty_checks),
+            metrics_period_s=_positive(env, "CORTEX_JOB_METRICS_PERIOD_S", cls.metrics_period_s),
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,8 @@ class OperatorSettings:
     # CORTEX_ASYNC_VISIBILITY_TIMEOUT_S: an AsyncAPI queue's visibility timeout, also the
     # dequeuer's lease: a request whose worker died is delivered again after it
     async_visibility_timeout_s: float = 30.0
+    # CORTEX_JOB_*: the BatchAPI/TaskAPI job manager's timers
+    jobs: JobSettings = field(default_factory=JobSettings)
 
     def __post_init__(self) -> None:
         """Empty URLs mean the embedded defaults under ``state_dir``."""
@@ -119,6 +150,7 @@ class OperatorSettings:
             async_retention_s=_positive(env, "CORTEX_ASYNC_RETENTION_S", DEFAULT_ASYNC_RETENTION_S),
             async_sweep_period_s=_positive(env, "CORTEX_ASYNC_SWEEP_PERIOD_S", 300.0),
             async_visibility_timeout_s=_positive(env, "CORTEX_ASYNC_VISIBILITY_TIMEOUT_S", 30.0),
+            jobs=JobSettings.from_env(env),
         )
         if settings.inflight_sample_s > settings.inflight_report_s:
             raise SettingsError(
@@ -144,6 +176,13 @@ def _opt_int(env: Mapping[str, str], name: str) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be an integer (got {raw!r})") from exc
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive integer (got {env[name]!r})")
+    return value
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -127,8 +127,11 @@ def req_str(m: Mapping[str, Any], key: str, path: Path) -> str:
     return value
 
 
-def opt_str(m: Mapping[str, Any], key: str, path: Path, default: str | None) -> str | None:
-    value = _present(m, key, path, required=False, nullable=True)
+def opt_str(
+    m: Mapping[str, Any], key: str, path: Path, default: str | None, *, nullable: bool = True
+) -> str | None:
+    """An optional string; null means ``default`` when ``nullable``, else ``cannot be null``."""
+    value = _present(m, key, path, required=False, nullable=nullable)
     if value is _MISSING or value is None:
         return default
     if not isinstance(value, str):

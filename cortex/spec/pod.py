@@ -250,7 +250,7 @@ def _handlers(raw: dict[str, Any], options: tuple[str, ...], path: Path) -> Hand
 
 def _http_get(raw: dict[str, Any], path: Path) -> HTTPGetAction:
     f.check_keys(raw, ("path", "port"), path)
-    url_path = f.opt_str(raw, "path", path, "/") or "/"
+    url_path = f.opt_str(raw, "path", path, "/", nullable=False) or "/"
     url_path = canonical_path(url_path, (*path, "path"))
     port = f.req_int(raw, "port", path)
     f.check_port(port, (*path, "port"))

@@ -38,7 +38,7 @@ def parse_networking(raw: dict[str, Any], path: Path) -> Networking:
 
 def _duration(raw: dict[str, Any], key: str, path: Path, minimum: timedelta) -> timedelta:
     default: timedelta = getattr(_AUTOSCALING_DEFAULTS, key)
-    text = f.opt_str(raw, key, path, None)
+    text = f.opt_str(raw, key, path, None, nullable=False)
     if text is None:
         return default
     where = (*path, key)

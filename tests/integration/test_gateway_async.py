@@ -97,6 +97,21 @@ async def test_poll_completed_failed_and_unknown(gw: Gateway, store: ObjectStore
         assert (await c.get(f"{base}/..")).status_code == 404
 
 
+async def test_poll_in_progress_failed_without_reason_and_invalid_status(
+    gw: Gateway, store: ObjectStore
+) -> None:
+    base = f"http://127.0.0.1:{gw.port}/q"
+    async with httpx.AsyncClient() as c:
+        ids = [(await c.post(base, content=b"x")).json()["id"] for _ in range(3)]
+        for rid, status in zip(ids, ("in_progress", "failed", "exploded"), strict=True):
+            store.put_json(paths.workload_status_key("q", rid), paths.status_record(status, 1))
+        assert (await c.get(f"{base}/{ids[0]}")).json() == {"id": ids[0], "status": "in_progress"}
+        assert (await c.get(f"{base}/{ids[1]}")).json() == {"id": ids[1], "status": "failed"}
+        r = await c.get(f"{base}/{ids[2]}")
+        assert r.status_code == 500
+        assert "invalid workload status" in r.json()["error"]["message"]
+
+
 async def test_methods_paths_and_empty_body(gw: Gateway, broker: QueueBroker) -> None:
     base = f"http://127.0.0.1:{gw.port}/q"
     async with httpx.AsyncClient() as c:

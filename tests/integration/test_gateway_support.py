@@ -21,6 +21,16 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body of an ASGI request."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
 class UpstreamApp:
     """ASGI app: ``/echo...`` answers what it got; ``/stream`` sends a chunk, then waits for
     ``release`` before the second; ``/hang`` never answers; ``/fail`` answers 500;
@@ -38,12 +48,7 @@ class UpstreamApp:
             return
         self.hits += 1
         self.peers.add(tuple(scope["client"]))
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         path: str = f"/{self.mode}" if self.mode else scope["path"]
         if path == "/stream":
             await self._stream(send)
@@ -205,12 +210,7 @@ class FakeOperator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         path: str = scope["path"]
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         if path == "/internal/gateway/sync":

@@ -25,6 +25,7 @@ from tests.integration.test_gateway_support import (
     Scope,
     Send,
     UpstreamApp,
+    read_body,
     realtime,
     run_upstream,
 )
@@ -45,12 +46,7 @@ class FakeOperator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
         self.requests.append(json.loads(body))
         status = self.fail_with or 200

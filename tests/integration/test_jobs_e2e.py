@@ -276,9 +276,7 @@ def test_operator_restart_lets_a_batch_job_go_on(env: Env) -> None:
     env.cluster.up()
     done = env.wait_ended("sorter", job_id)
     # A batch whose user server was stopped under it (shutdown stops every container at once)
-    # counts as a failed attempt: the status says so and nothing is lost silently.
-    failed = done["metrics"]["failed"]
-    expected = "completed_with_failures" if failed else "succeeded"
-    assert done["job_status"]["status"] == expected, done
-    assert len(set(env.items(job_id))) + failed >= 40
-    assert set(env.items(job_id)) <= set(range(40))
+    # is released by its stopping dequeuer, not failed: the new workers do it again.
+    assert done["job_status"]["status"] == "succeeded", done
+    assert done["metrics"]["failed"] == 0
+    assert set(env.items(job_id)) == set(range(40))

@@ -18,13 +18,13 @@ import pytest
 from cortex.backends.fake import FakeBackend
 from cortex.cli.views import EnvApis, api_list_tables, describe_blocks
 from cortex.dataplane.dequeuer.settings import DequeuerMode, DequeuerSettings
+from cortex.dataplane.dequeuer.sidecar import readiness_probe
 from cortex.operator.app import create_app
 from cortex.operator.async_apis import (
     AsyncApis,
     AsyncSettings,
     AsyncSidecar,
     queue_name_of,
-    user_probe,
 )
 from cortex.operator.autoscaling_loop import AutoscalingLoop
 from cortex.operator.reconciler import Reconciler
@@ -515,7 +515,8 @@ def test_dequeuer_probe_is_the_users_http_or_tcp_probe(probe: str, expected: str
       {probe}
 """
     [api] = load_apis(text, file_name="cortex.yaml")
-    found = user_probe(api)
+    assert api.pod is not None
+    found = readiness_probe(api.pod)
     if expected is None:
         assert found is None
     else:

@@ -4,13 +4,14 @@ the real operator is exercised by the integration suite."""
 import json
 import os
 import stat
+import sys
 from typing import Any
 
 import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from cortex.cli.main import app
+from cortex.cli.main import app, main
 from tests.unit.cli_stub_operator import StubOperator, running_stub
 
 VALID = """\
@@ -36,6 +37,7 @@ def cfg(tmp_path, monkeypatch):
 def stub():
     with running_stub() as s:
         s.routes[("GET", "/verifycortex")] = (200, {})
+        s.routes[("GET", "/info")] = (200, {})
         yield s
 
 
@@ -130,6 +132,29 @@ def test_get_all_environments_keeps_going_past_a_broken_one(cfg, stub):
         ("dev", 1, False),
         ("gone", 0, True),
     ]
+
+
+def test_get_fails_when_every_environment_fails(cfg, stub):
+    configure(stub)
+    stub.routes[("GET", "/get")] = (403, {"error": {"code": "auth.forbidden", "message": "no"}})
+    result = run("get")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == "error: dev environment: no\n"
+    result = run("get", "-o", "json")
+    assert (result.exit_code, result.stderr) == (1, "error: dev environment: no\n")
+    assert json.loads(result.stdout) == [{"env_name": "dev", "apis": [], "error": "no"}]
+
+
+def test_env_configure_checks_the_token(cfg, stub):
+    stub.routes[("GET", "/info")] = (403, {"error": {"code": "auth.forbidden", "message": "no"}})
+    result = run("env", "configure", "dev", "-o", stub.url, "--token", "bad")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: the operator at {stub.url} refused the token; ")
+    assert "--token TOKEN" in result.stderr
+    stub.routes[("GET", "/info")] = (401, {"error": {"code": "auth.missing", "message": "no"}})
+    result = run("env", "configure", "dev", "-o", stub.url)
+    assert result.stderr.startswith(f"error: the operator at {stub.url} needs a token; ")
+    assert run("env", "list").stdout == "no environments are configured\n"
 
 
 def test_get_with_env_and_nothing_deployed(cfg, stub):
@@ -286,3 +311,11 @@ def test_completion_prints_a_script():
     result = run("completion", "bash")
     assert result.exit_code == 0
     assert "_CORTEX_COMPLETE" in result.stdout
+
+
+def test_a_wrong_command_line_exits_1(cfg, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["cortex", "get", "-o", "yaml"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 1
+    assert "--output" in capsys.readouterr().err

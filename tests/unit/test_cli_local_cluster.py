@@ -75,9 +75,11 @@ def test_spawned_process_is_alive_detached_and_logged(tmp_path, spawned):
     pid = spawned("import time; print('hi', flush=True); time.sleep(30)", log=log, args=("marker",))
     assert os.getsid(pid) == pid  # its own session and process group
     assert pid_alive(pid)
+    deadline = time.monotonic() + 5  # until the child has exec'd, its cmdline is its parent's
+    while not pid_alive(pid, cmdline_marker="marker") and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert pid_alive(pid, cmdline_marker="marker")
     assert not pid_alive(pid, cmdline_marker="cortex.operator")  # a reused pid is not ours
-    deadline = time.monotonic() + 5
     while "hi" not in tail(log) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert tail(log) == "hi"

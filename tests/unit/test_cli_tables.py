@@ -1,8 +1,9 @@
 from typing import Any
 
 import pytest
+from rich.text import Text
 
-from cortex.cli.tables import Table, format_age, go_duration, parse_time
+from cortex.cli.tables import Table, format_age, go_duration, go_duration_ms, parse_time
 from cortex.cli.views import (
     EnvApis,
     api_detail,
@@ -16,8 +17,8 @@ from cortex.cli.views import (
 NOW = 1_000_000.0
 
 
-def text(block: Table | str) -> str:
-    return block.plain if isinstance(block, Table) else block
+def text(block: Table | Text | str) -> str:
+    return block if isinstance(block, str) else block.plain
 
 
 @pytest.mark.parametrize(
@@ -253,19 +254,29 @@ def test_job_detail_batch_running_and_completed():
     assert "status: running" in text(blocks[0])
     assert "end time: -" in text(blocks[0])
     assert "duration: 1m1s" in text(blocks[0])
-    assert text(blocks[1]).splitlines()[1].split() == ["10", "4", "1", "0.123s"]
-    assert text(blocks[2]).splitlines()[0].split() == [
-        "Requested",
-        "Pending",
-        "Creating",
-        "Ready",
-        "NotReady",
-        "Succeeded",
-    ]
-    assert text(blocks[2]).splitlines()[1].split() == ["2", "0", "0", "2", "0", "0"]
+    stats = text(blocks[1]).splitlines()
+    assert stats[:2] == ["batch stats", ""]
+    assert stats[3].split() == ["10", "4", "1", "123ms"]
+    workers = text(blocks[2]).splitlines()
+    assert workers[:2] == ["worker stats", ""]
+    assert workers[2] == "Requested   Pending   Creating   Ready   NotReady   Succeeded"
+    assert workers[3].split() == ["2", "0", "0", "2", "0", "0"]
     assert blocks[3] == "job endpoint: http://x/b?jobID=j1"
     body["job_status"]["status"] = "succeeded"
     done = job_blocks("BatchAPI", body, NOW)
     assert done[2] == "worker stats are not available because this job is not currently running"
     body["job_status"]["status"] = "enqueuing"
     assert "still enqueuing" in text(job_blocks("BatchAPI", body, NOW)[2])
+    body["job_status"].update(status="running", worker_counts=None)
+    body["metrics"] = {}
+    unknown = job_blocks("BatchAPI", body, NOW)
+    assert text(unknown[1]).splitlines()[3].split() == ["10", "-", "-", "-"]
+    assert text(unknown[2]) == "worker stats\n\nunable to get worker stats"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (0.0004, "0s"), (0.57, "570ms"), (1, "1s"), (1.5, "1.5s"), (123.25, "2m3.25s")],
+)
+def test_go_duration_ms(seconds: float, shown: str):
+    assert go_duration_ms(seconds) == shown

@@ -17,6 +17,7 @@ def cfg(tmp_path, monkeypatch):
 def stub():
     with running_stub() as s:
         s.routes[("GET", "/verifycortex")] = (200, {})
+        s.routes[("GET", "/info")] = (200, {})
         yield s
 
 
@@ -158,3 +159,11 @@ def test_wait_times_out():
     cx = ScriptedClient([described(0, 1, 1, creating=1)])
     with pytest.raises(cortex.CortexException, match=r"did not become ready within 0\.05s"):
         cx.wait_until_ready("a", timeout_s=0.05, poll_period_s=0.01)
+
+
+def test_new_client_refuses_a_token_the_operator_refuses(cfg, stub):
+    stub.routes[("GET", "/info")] = (403, {"error": {"code": "auth.forbidden", "message": "no"}})
+    with pytest.raises(cortex.CortexException, match="refused the token") as info:
+        cortex.new_client("dev", stub.url, token="bad")
+    assert info.value.code == "auth.forbidden"
+    assert cortex.env_list()["environments"] == []

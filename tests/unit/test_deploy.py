@@ -307,3 +307,21 @@ def test_delete_and_splitter_guard(env) -> None:
     with pytest.raises(NotDeployedError, match=r"^b is not deployed$"):
         deployer.delete("b")
     assert reconciler.notified == 4
+
+
+def test_fit_counts_the_dequeuer_sidecar_of_async_and_batch_apis(tmp_path: Path) -> None:
+    """SPEC 11.4 step 4: an AsyncAPI replica or BatchAPI worker also runs the dequeuer, which
+    requests 100m / 100Mi; a pod that fits only without it does not fit."""
+    store = StateStore(tmp_path / "state.db")
+    backend = FakeBackend(node=NodeCapacity(cpu_millis=2000, mem_bytes=2**30, gpus=0))
+    deployer = Deployer(store=store, replicas=Reconciler(store, backend), node=backend)
+    compute = "      compute: {cpu: 1950m}\n"
+    try:
+        for kind in ("BatchAPI", "AsyncAPI"):
+            text = batch(f"{kind.lower()}-x").replace("BatchAPI", kind) + compute
+            with pytest.raises(SpecError) as exc:
+                deploy(deployer, text)
+            assert "requested: cpu 2050m, mem 100Mi, gpu 0" in exc.value.message
+        assert deploy(deployer, realtime(cpu="1950m"))[0].message == "creating iris (RealtimeAPI)"
+    finally:
+        store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from cortex.dataplane.dequeuer.async_handler import (
 )
 from cortex.dataplane.dequeuer.batch_handler import BatchHandler
 from cortex.dataplane.dequeuer.metrics import AsyncMetrics, BatchCounts
-from cortex.dataplane.dequeuer.worker import Outcome
+from cortex.dataplane.dequeuer.worker import Outcome, StopGuard
 from cortex.queue import Received
 from cortex.storage import ObjectStore, open_store, paths
 
@@ -195,3 +196,55 @@ class TestBatchHandler:
         outcome, counts, _ = await self._handle(500, max_receive_count=3, receive_count=3)
         assert outcome is Outcome.RELEASE
         assert counts.failed == 1  # its next receive dead-letters it
+
+
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+class TestStoppingInterruptsAttempts:
+    """An attempt that fails because the replica is stopping (the user server was stopped
+    under it) is released, neither counted nor failed, so it is delivered again."""
+
+    async def _batch(self, guard: StopGuard, responder: Responder) -> tuple[Outcome, BatchCounts]:
+        counts = BatchCounts()
+        async with _client(responder) as client:
+            handler = BatchHandler(
+                job_id="j", client=client, counts=counts, max_receive_count=None, stop_guard=guard
+            )
+            return await handler.handle(_message(b"[1]")), counts
+
+    async def test_batch_failing_while_stopping_is_released_uncounted(self) -> None:
+        stopping = asyncio.Event()
+        stopping.set()
+        for responder in (_refuse, lambda _: httpx.Response(503)):
+            outcome, counts = await self._batch(StopGuard(stopping), responder)
+            assert outcome is Outcome.RELEASE
+            assert (counts.succeeded, counts.failed) == (0, 0)
+
+    async def test_unreachable_server_waits_briefly_for_the_stop_signal(self) -> None:
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, stopping.set)
+        outcome, counts = await self._batch(StopGuard(stopping, grace_s=5.0), _refuse)
+        assert (outcome, counts.failed) == (Outcome.RELEASE, 0)
+
+    async def test_without_a_stop_a_failure_still_counts(self) -> None:
+        outcome, counts = await self._batch(StopGuard(asyncio.Event(), grace_s=0.01), _refuse)
+        assert (outcome, counts.failed) == (Outcome.ACK, 1)
+        answered = StopGuard(asyncio.Event(), grace_s=5.0)  # an answer does not wait
+        outcome, counts = await self._batch(answered, lambda _: httpx.Response(500))
+        assert (outcome, counts.failed) == (Outcome.ACK, 1)
+
+    async def test_async_request_failing_while_stopping_goes_back_in_queue(
+        self, store: ObjectStore
+    ) -> None:
+        stopping = asyncio.Event()
+        stopping.set()
+        _submit(store, "r5", b"{}", {})
+        async with _client(_refuse) as client:
+            handler = AsyncHandler(
+                api_name=API, store=store, client=client, stop_guard=StopGuard(stopping)
+            )
+            assert await handler.handle(_message(b"r5")) is Outcome.RELEASE
+        assert store.get_json(paths.workload_status_key(API, "r5"))["status"] == "in_queue"
+        assert store.exists(paths.workload_payload_key(API, "r5"))

@@ -20,8 +20,8 @@ from cortex.errors import InvalidRequestError, NotDeployedError, NotFoundError
 from cortex.operator.jobs.job_store import JobStore
 from cortex.operator.jobs.manager import JobManager
 from cortex.operator.jobs.models import JobRecord, JobStatus
-from cortex.operator.jobs.settings import JobSettings
 from cortex.operator.jobs.workers import JOB_SPEC_ENV, Infra
+from cortex.operator.settings import JobSettings
 from cortex.operator.store import ApiRecord, StateStore
 from cortex.queue import open_broker
 from cortex.queue.names import batch_completion_queue_name, batch_dead_letter_queue_name
@@ -131,6 +131,7 @@ async def h(tmp_path: Path):
     harness = Harness(tmp_path)
     yield harness
     await harness.manager.close()
+    await harness.broker.close()
     harness.store.close()
 
 
@@ -307,6 +308,7 @@ async def test_restart_reenqueues_and_relaunches(h: Harness) -> None:
         h.backend.delete_replica(replica.replica_id)
     h.backend.finish_terminations()
     await h.manager.close()
+    await h.broker.close()
     h.broker = open_broker(h.queue_url, poll_interval_s=0.01)
     h.manager = h.new_manager()
     await h.manager.step()
@@ -423,3 +425,30 @@ async def test_dry_run_lists_files(h: Harness, tmp_path: Path) -> None:
     )
     assert text == f"{data}/a.json\n{data}/b.json\nvalidations passed\n"
     assert h.manager.jobs.list_api("classify") == []
+
+
+async def test_batches_dead_lettered_after_a_worker_crash_count_as_failed(h: Harness) -> None:
+    """A batch whose worker crashed on its last allowed delivery is dead-lettered by the queue;
+    no dequeuer counted it, but the job must still say it failed and list it."""
+    job_id = await h.submit(items(20, workers=1, dead_letter_queue={"max_receive_count": 1}))
+    job = await h.until_running(job_id)
+    crashed = (await h.broker.receive(job.queue_name))[0]
+    await h.broker.release(job.queue_name, crashed.receipt)  # its lease ran out
+    done = (await h.broker.receive(job.queue_name))[0]  # moves the crashed batch to the DLQ
+    await h.broker.ack(job.queue_name, done.receipt)
+    h.write_metrics(job_id, "a", 1, 0, 0.5)  # the surviving dequeuer saw no failure
+    running = await h.manager.get_job(Kind.BATCH_API, "classify", job_id)
+    assert running["metrics"]["failed"] == 1
+    h.end_workers(job_id, ReplicaStatus.SUCCEEDED)
+    await h.manager.step()
+    assert h.job(job_id).status == JobStatus.COMPLETED_WITH_FAILURES
+    body = await h.manager.get_job(Kind.BATCH_API, "classify", job_id)
+    assert body["metrics"] == {"succeeded": 1, "failed": 1, "average_time_per_batch": 0.5}
+    assert [d["batch"] for d in body["dead_letter_batches"]] == [list(range(10))]
+
+
+async def test_close_leaves_the_shared_broker_open(h: Harness) -> None:
+    await h.manager.close()
+    await h.broker.create_queue("still-open")
+    assert await h.broker.queue_exists("still-open")
+    h.manager = h.new_manager()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cortex.backends.base import NodeCapacity
-from cortex.backends.local.capacity import Ledger, Request, pod_request, split_gpus
+from cortex.backends.local.capacity import Ledger, split_gpus
+from cortex.backends.requests import Request, pod_request
 from cortex.spec.models import Compute, ContainerSpec, PodSpec
 from cortex.spec.quantity import Quantity
 

@@ -428,3 +428,17 @@ async def test_ready_counts_only_once_the_gateway_routes_the_replica(h: Harness)
     await h.ack()
     counts = h.rec.replica_counts("iris")
     assert (counts.ready, counts.not_ready) == (1, 0)
+
+
+def test_with_a_required_gateway_nothing_is_ready_before_it_syncs(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    backend = FakeBackend()
+    rec = Reconciler(store, backend, gateway_required=True, initial_version=1)
+    store.put_api(record(submitted("iris"), requested=1, deployment_id="dep1"))
+    rec.step()
+    backend.make_ready()
+    rec.step()
+    # The backend says Ready, but no gateway has synced with this operator yet (e.g. it
+    # still backs off after an operator restart), so requests would not reach the replica.
+    assert rec.replica_counts("iris").ready == 0
+    store.close()

@@ -472,6 +472,11 @@ PROBE_RULES = [
     ),
     (
         "RealtimeAPI",
+        {"readiness_probe": {"http_get": {"path": None, "port": 1}}},
+        f"{R0}: http_get: path: {NULL_HINT}",
+    ),
+    (
+        "RealtimeAPI",
         {"readiness_probe": {"http_get": {}}},
         f"{R0}: http_get: port: must be defined",
     ),
@@ -684,6 +689,7 @@ API_RULES = [
         f"autoscaling: {TIF} (6.500000 > 4 + 2)",
     ),
     ("RealtimeAPI", {"autoscaling": None}, "autoscaling: cannot be empty or null"),
+    ("RealtimeAPI", {"autoscaling": {"window": None}}, f"autoscaling: window: {NULL_HINT}"),
     (
         "RealtimeAPI",
         {"update_strategy": {"max_surge": "150%"}},

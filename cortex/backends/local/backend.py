@@ -26,12 +26,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from cortex.backends.base import NodeCapacity, ReplicaInfo, ReplicaStatus, ReplicaTemplate
-from cortex.backends.local.capacity import Ledger, detect_node, pod_request
+from cortex.backends.local.capacity import Ledger, detect_node
 from cortex.backends.local.logs import log_dir, stream_log_folder
 from cortex.backends.local.orphans import kill_orphans
 from cortex.backends.local.process import Container, Tunables, tree_rss
 from cortex.backends.local.replica import Replica
 from cortex.backends.local.tasks import TaskSet
+from cortex.backends.requests import pod_request
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class LocalBackend:
         self._tasks = TaskSet("local backend")
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
-        self._listener: Callable[[], None] | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._seen: dict[str, ReplicaStatus] = {}
 
     # ---- lifecycle
@@ -166,16 +167,17 @@ class LocalBackend:
                 self._ledger.release(replica.id)
         self._tell_listener()
 
-    def set_listener(self, listener: Callable[[], None]) -> None:
-        self._listener = listener
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     def _tell_listener(self) -> None:
         """Call the listener when any replica's status changed since the last tick."""
         seen = {
             r.id: r.status(stalled_after_s=self.stalled_after_s) for r in self._replicas.values()
         }
-        if seen != self._seen and self._listener is not None:
-            self._listener()
+        if seen != self._seen:
+            for listener in self._listeners:
+                listener()
         self._seen = seen
 
     def _schedule(self) -> None:

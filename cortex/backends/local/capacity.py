@@ -1,6 +1,6 @@
 """The node's capacity and what replicas hold of it, as the Kubernetes scheduler counts it.
 
-A replica's request is the sum of its containers' ``compute`` (cpu millis, memory bytes, GPUs;
+A replica's request is the sum of its containers' ``compute`` (:mod:`cortex.backends.requests`;
 cpu defaults to 200m when the container says nothing, an explicit null requests none). It is
 scheduled when the request fits in allocatable minus what scheduled, unfinished replicas hold.
 GPUs are real device indices handed to exactly one replica at a time (CUDA_VISIBLE_DEVICES).
@@ -11,48 +11,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import psutil
 
 from cortex.backends.base import NodeCapacity
-
-if TYPE_CHECKING:
-    from cortex.spec.models import ContainerSpec, PodSpec
-
-
-@dataclass(frozen=True)
-class Request:
-    cpu_millis: int = 0
-    mem_bytes: int = 0
-    gpus: int = 0
-
-    def __add__(self, other: Request) -> Request:
-        return Request(
-            self.cpu_millis + other.cpu_millis,
-            self.mem_bytes + other.mem_bytes,
-            self.gpus + other.gpus,
-        )
-
-    def __str__(self) -> str:
-        return f"cpu={self.cpu_millis}m, mem={self.mem_bytes}B, gpu={self.gpus}"
-
-
-def container_request(container: ContainerSpec) -> Request:
-    compute = container.compute
-    return Request(
-        cpu_millis=compute.cpu.milli() if compute.cpu is not None else 0,
-        mem_bytes=int(compute.mem) if compute.mem is not None else 0,
-        gpus=compute.gpu,
-    )
-
-
-def pod_request(pod: PodSpec) -> Request:
-    total = Request()
-    for container in pod.containers:
-        total = total + container_request(container)
-    return total
+from cortex.backends.requests import Request
 
 
 def detect_gpus() -> int:

@@ -286,13 +286,6 @@ class Container:
             os.killpg(pgid, sig)
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants (blocking: psutil)."""
     try:

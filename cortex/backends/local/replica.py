@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 from cortex.backends.base import ReplicaInfo, ReplicaStatus, ReplicaTemplate, RestartPolicy
 from cortex.backends.local import status as st
-from cortex.backends.local.capacity import Request, split_gpus
+from cortex.backends.local.capacity import split_gpus
 from cortex.backends.local.env import ContainerContext, container_argv, cortex_env, process_env
 from cortex.backends.local.logs import LogSink
 from cortex.backends.local.orphans import record_pids
 from cortex.backends.local.probes import HOST, ProbeLoop, Target, Timing, tcp_connect
 from cortex.backends.local.process import Container, Launch, Tunables
 from cortex.backends.local.tasks import TaskSet
+from cortex.backends.requests import Request
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -33,10 +33,6 @@ class TaskSet:
         if exc is not None:
             log.error("%s: task %r died", self.owner, task.get_name(), exc_info=exc)
 
-    def cancel_nowait(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
     async def cancel_all(self) -> None:
         """Cancel every task and wait until they have all ended."""
         tasks = list(self._tasks)

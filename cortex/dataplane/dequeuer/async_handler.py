@@ -14,6 +14,8 @@ A message's body is the request id. For each one::
         2xx, not JSON        -> failed "user server answered non-JSON: <first 200 chars>"
         connection failure   -> failed "user server unreachable: <error>"
     delete the payload, ack
+    ...unless the attempt failed because the dequeuer is stopping (:class:`~.worker.StopGuard`):
+    status back to in_queue, payload kept, release (delivered again after the restart)
 
 ``result.json`` is written before ``completed``, so a poll that sees ``completed`` finds the
 result. Storage errors propagate: the worker leaves the message to its lease and it is
@@ -31,7 +33,7 @@ from typing import Any
 import httpx
 
 from cortex.dataplane.dequeuer.metrics import AsyncMetrics
-from cortex.dataplane.dequeuer.worker import Outcome
+from cortex.dataplane.dequeuer.worker import Outcome, StopGuard
 from cortex.queue import Received
 from cortex.storage import ObjectNotFoundError, ObjectStore, paths
 
@@ -90,12 +92,14 @@ class AsyncHandler:
         client: httpx.AsyncClient,
         metrics: AsyncMetrics | None = None,
         clock: Any = time.time,
+        stop_guard: StopGuard | None = None,
     ) -> None:
         self._api = api_name
         self._store = store
         self._client = client
         self._metrics = metrics
         self._clock = clock
+        self._stop_guard = stop_guard or StopGuard(None)
 
     async def handle(self, message: Received) -> Outcome:
         request_id = message.body.decode("utf-8", errors="replace").strip()
@@ -113,22 +117,27 @@ class AsyncHandler:
             await self._finish(request_id, None, "request headers not found")
             return Outcome.ACK
         await self._set_status(request_id, "in_progress")
-        result, reason = await self._call_user(request_id, payload, stored)
+        result, reason, unreachable = await self._call_user(request_id, payload, stored)
+        if reason is not None and await self._stop_guard.interrupted(unreachable=unreachable):
+            log.warning("request %s interrupted by shutdown (%s); released", request_id, reason)
+            await self._set_status(request_id, "in_queue")
+            return Outcome.RELEASE
         await self._finish(request_id, result, reason)
         return Outcome.ACK
 
     async def _call_user(
         self, request_id: str, payload: bytes, stored: dict[str, Any]
-    ) -> tuple[Any, str | None]:
+    ) -> tuple[Any, str | None, bool]:
+        """(result, why it failed or None, whether the user server was unreachable)."""
         headers = forwarded_headers(stored, request_id)
         start = time.monotonic()
         try:
             response = await self._client.post("/", content=payload, headers=headers)
         except httpx.HTTPError as exc:
-            return None, f"user server unreachable: {exc!r}"
+            return None, f"user server unreachable: {exc!r}", True
         if self._metrics is not None:
             self._metrics.observe(response.status_code, time.monotonic() - start)
-        return judge_response(response.status_code, response.content)
+        return (*judge_response(response.status_code, response.content), False)
 
     async def _finish(self, request_id: str, result: Any, reason: str | None) -> None:
         """Store the outcome (result before ``completed``), then remove the payload."""

@@ -9,7 +9,9 @@ connection error) is a failed attempt:
   and the queue dead-letters it when a receive would exceed ``max_receive_count``; it is
   counted failed only on its last allowed attempt (a batch that fails once and then succeeds
   is a success, not a failure);
-* no dead-letter queue: counted failed and acked (no retry).
+* no dead-letter queue: counted failed and acked (no retry);
+* the dequeuer is stopping (:class:`~.worker.StopGuard`): released, not counted, whatever the
+  queue has (the user server was stopped under it; it is delivered again after the restart).
 
 Completion (exactly once, :class:`JobCompletion`): the enqueuer puts ONE message on the job's
 completion queue after all batches. A worker whose receive loop found the job queue drained
@@ -29,7 +31,7 @@ import time
 import httpx
 
 from cortex.dataplane.dequeuer.metrics import BatchCounts
-from cortex.dataplane.dequeuer.worker import Outcome, renewing
+from cortex.dataplane.dequeuer.worker import Outcome, StopGuard, renewing
 from cortex.queue import QueueBroker, QueueNotFoundError, Received
 
 log = logging.getLogger("cortex.dequeuer.batch")
@@ -48,18 +50,25 @@ class BatchHandler:
         client: httpx.AsyncClient,
         counts: BatchCounts,
         max_receive_count: int | None,
+        stop_guard: StopGuard | None = None,
     ) -> None:
         self._job_id = job_id
         self._client = client
         self._counts = counts
         self._max_receive_count = max_receive_count
+        self._stop_guard = stop_guard or StopGuard(None)
 
     async def handle(self, message: Received) -> Outcome:
         start = time.monotonic()
-        error = await self._post(message.body)
+        error, unreachable = await self._post(message.body)
         if error is None:
             self._counts.record_success(time.monotonic() - start)
             return Outcome.ACK
+        if await self._stop_guard.interrupted(unreachable=unreachable):
+            log.warning(
+                "batch %s interrupted by shutdown (%s); released", message.message_id, error
+            )
+            return Outcome.RELEASE
         if self._max_receive_count is None:
             log.warning("batch %s failed (%s); counted failed", message.message_id, error)
             self._counts.record_failure()
@@ -77,17 +86,17 @@ class BatchHandler:
             self._counts.record_failure()
         return Outcome.RELEASE
 
-    async def _post(self, body: bytes) -> str | None:
-        """None on a 200 answer, else what went wrong."""
+    async def _post(self, body: bytes) -> tuple[str | None, bool]:
+        """(None on a 200 answer, else what went wrong; whether the server was unreachable)."""
         headers = {"Content-Type": "application/json", JOB_ID_HEADER: self._job_id}
         try:
             response = await self._client.post("/", content=body, headers=headers)
         except httpx.HTTPError as exc:
-            return f"user server unreachable: {exc!r}"
+            return f"user server unreachable: {exc!r}", True
         if response.status_code != 200:
             text = response.content[:200].decode("utf-8", errors="replace")
-            return f"user server answered {response.status_code}: {text}"
-        return None
+            return f"user server answered {response.status_code}: {text}", False
+        return None, False
 
 
 class JobCompletion:

@@ -26,7 +26,13 @@ from cortex.dataplane.dequeuer.settings import (
     DequeuerSettings,
     DequeuerSettingsError,
 )
-from cortex.dataplane.dequeuer.worker import LoopConfig, LoopEnd, ReceiveLoop, cancel_and_wait
+from cortex.dataplane.dequeuer.worker import (
+    LoopConfig,
+    LoopEnd,
+    ReceiveLoop,
+    StopGuard,
+    cancel_and_wait,
+)
 from cortex.errors import CortexError
 from cortex.queue import QueueBroker, open_broker
 from cortex.storage import ObjectStore, open_store, paths
@@ -106,7 +112,11 @@ async def _run_mode(
         if settings.admin_port is not None:
             metrics.serve(settings.admin_port)
         handler = AsyncHandler(
-            api_name=settings.api_name, store=store, client=client, metrics=metrics
+            api_name=settings.api_name,
+            store=store,
+            client=client,
+            metrics=metrics,
+            stop_guard=StopGuard(stopping),
         )
         await ReceiveLoop(
             broker, handler, loop_config(settings), readiness=gate, stopping=stopping
@@ -134,6 +144,7 @@ async def _run_batch(
         client=client,
         counts=counts,
         max_receive_count=settings.max_receive_count,
+        stop_guard=StopGuard(stopping),
     )
     loop = ReceiveLoop(broker, handler, loop_config(settings), readiness=gate, stopping=stopping)
     async with background(writer.run(), name="batch metrics writer"):

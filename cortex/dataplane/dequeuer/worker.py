@@ -15,7 +15,9 @@ A handler that raises leaves the message to its lease: it stops being renewed an
 again after the visibility timeout (a storage outage must not lose an accepted request; a batch
 with a dead-letter queue still ends there after ``max_receive_count`` deliveries).
 
-Shutdown (SIGTERM, the ``stopping`` event): no new receive starts (one already waiting ends
+Shutdown (SIGTERM, the ``stopping`` event): a message whose attempt fails while stopping is
+released uncounted by its handler (:class:`StopGuard`: the user server was stopped under it);
+no new receive starts (one already waiting ends
 within ``receive_wait_s`` and whatever it got is released), in-flight messages get
 ``drain_timeout_s`` to finish, the rest are cancelled and released so another replica takes
 them at once. A receive is never cancelled mid-call: a message claimed by a cancelled call
@@ -38,6 +40,9 @@ from cortex.queue import QueueBroker, QueueError, QueueNotFoundError, ReceiptErr
 log = logging.getLogger("cortex.dequeuer.worker")
 
 RECEIVE_ERROR_BACKOFF_S = 1.0
+# How long a failed connection to the user server waits for our own SIGTERM: the backend signals
+# every container of a replica at once, so the user server may die before our handler runs.
+STOP_GRACE_S = 1.0
 
 
 class Outcome(StrEnum):
@@ -52,6 +57,29 @@ class LoopEnd(StrEnum):
 
 class Handler(Protocol):
     async def handle(self, message: Received) -> Outcome: ...
+
+
+class StopGuard:
+    """Tells a handler whether a failed attempt is the dequeuer's own shutdown: the user
+    server stopped under a request because the replica is stopping (cluster down, scale
+    down), not because the request is bad. Such an attempt is released to the queue, neither
+    counted nor failed, and is delivered again (after a restart, or to another replica).
+
+    An answer that came while stopping is interrupted; an unreachable user server waits up to
+    ``grace_s`` for the stop signal (it may be on its way). Without an event, never."""
+
+    def __init__(self, stopping: asyncio.Event | None, *, grace_s: float = STOP_GRACE_S) -> None:
+        self._stopping = stopping
+        self._grace_s = grace_s
+
+    async def interrupted(self, *, unreachable: bool) -> bool:
+        if self._stopping is None:
+            return False
+        if self._stopping.is_set() or not unreachable:
+            return self._stopping.is_set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self._grace_s)
+        return self._stopping.is_set()
 
 
 @dataclass(frozen=True)

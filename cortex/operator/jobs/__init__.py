@@ -7,6 +7,7 @@
 * :mod:`.workers`: worker replicas, the job spec file, metrics and dead letters;
 * :mod:`.status`: how the workers' states decide the job's status (pure);
 * :mod:`.manager`: the loop that drives every job, and submit/get/stop;
-* :mod:`.routes`: the unauthenticated ``/batch/{api}`` and ``/tasks/{api}`` routes;
-* :mod:`.settings`: the manager's timers (``CORTEX_JOB_*``).
+* :mod:`.routes`: the unauthenticated ``/batch/{api}`` and ``/tasks/{api}`` routes.
+
+The manager's timers (``CORTEX_JOB_*``) are :class:`cortex.operator.settings.JobSettings`.
 """

@@ -51,7 +51,6 @@ from cortex.operator.jobs import workers
 from cortex.operator.jobs.enqueuer import enqueue
 from cortex.operator.jobs.job_store import JobStore
 from cortex.operator.jobs.models import JobMetrics, JobRecord, JobStatus, rfc3339
-from cortex.operator.jobs.settings import JobSettings
 from cortex.operator.jobs.submit import (
     BatchSubmission,
     FileSource,
@@ -61,6 +60,7 @@ from cortex.operator.jobs.submit import (
     parse_task,
 )
 from cortex.operator.responses import spec_json
+from cortex.operator.settings import JobSettings
 from cortex.operator.store import ApiRecord, StateStore
 from cortex.queue import QueueBroker
 from cortex.queue.names import (
@@ -110,30 +110,35 @@ class JobManager:
         self._enqueuers: dict[str, asyncio.Task[None]] = {}
         self._enqueued: dict[str, int] = {}  # job id -> batches sent so far (while enqueuing)
         self._launched: set[str] = set()  # jobs whose workers this process created or saw
-        self._live: dict[str, dict[str, Any]] = {}  # job id -> last seen worker counts
+        self._worker_counts: dict[str, dict[str, int]] = {}  # job id -> last seen (SPEC 7.5)
         self._last_ns = 0
+        self._wake = asyncio.Event()
+        backend.add_listener(self._wake.set)  # a worker changed state: step now
 
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Step every ``period_s``; survives any error of a step."""
+        """Step every ``period_s``, or at once when a worker changed state; survives any error
+        of a step."""
         while True:
+            self._wake.clear()
             try:
                 await self.step()
             except Exception:
                 log.exception("job step failed")
-            await asyncio.sleep(self.settings.period_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.period_s)
 
     async def close(self) -> None:
         """Cancel the running enqueues (their jobs start over on the next start), then close
-        the broker and the job store, which the manager owns."""
+        the job store, which the manager owns. The broker and the object store are the
+        caller's (the process shares one of each): closed by whoever opened them."""
         tasks = list(self._enqueuers.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.broker.close()
         self.jobs.close()
 
     async def step(self) -> None:
@@ -175,13 +180,13 @@ class JobManager:
                 await self._finish(job, JobStatus.UNEXPECTED_ERROR, "the job's workers are gone")
             elif job.kind == Kind.BATCH_API:
                 log.info("job %s of %s has no workers: starting them", job.job_id, job.api_name)
-                self._launch(rec, job)
+                await self._launch(rec, job)
             else:
                 message = "the task's worker is gone (the operator restarted while it ran)"
                 await self._finish(job, JobStatus.UNEXPECTED_ERROR, message)
             return
         self._launched.add(job.job_id)
-        self._live[job.job_id] = {"worker_counts": job_status.worker_counts(replicas)}
+        self._worker_counts[job.job_id] = job_status.worker_counts(replicas)
         if not job_status.all_ended(replicas):
             return
         metrics = await self._metrics(job)
@@ -264,16 +269,20 @@ class JobManager:
         async with self._lock:
             self.jobs.put(job)
             try:
-                self._launch(rec, job)
+                await self._launch(rec, job)
             except Exception as exc:
                 log.exception("starting task %s of %s failed", job.job_id, job.api_name)
                 await self._finish(job, JobStatus.UNEXPECTED_ERROR, f"cannot start: {exc}")
         log.info("submitted task %s of %s", job.job_id, job.api_name)
         return job.spec_json()
 
-    def _launch(self, rec: ApiRecord, job: JobRecord) -> None:
-        """Write the job spec file and create the job's workers."""
-        workers.write_job_spec(self.infra.state_dir, job)
+    async def _launch(self, rec: ApiRecord, job: JobRecord) -> None:
+        """Write the job spec file (in a thread: this runs in request handlers) and create
+        the job's workers."""
+        await asyncio.to_thread(workers.write_job_spec, self.infra.state_dir, job)
+        self._create_workers(rec, job)
+
+    def _create_workers(self, rec: ApiRecord, job: JobRecord) -> None:
         template = workers.worker_template(rec, spec_of(rec), job, self.infra, self.settings)
         for _ in range(job.workers):
             created = self.backend.create_replica(template)
@@ -359,11 +368,13 @@ class JobManager:
             return
         current = current.replace(status=JobStatus.RUNNING, total_batch_count=total)
         await asyncio.to_thread(self._after_enqueue, current)
-        self.jobs.put(current)
+        self.jobs.put(current)  # running, and its workers, with no await in between
         log.info("enqueued %d batches of job %s of %s", total, job.job_id, job.api_name)
-        self._launch(rec, current)
+        self._create_workers(rec, current)
 
     def _after_enqueue(self, job: JobRecord) -> None:
+        """The job spec file, the batch count in storage, the submission removed (blocking)."""
+        workers.write_job_spec(self.infra.state_dir, job)
         self.objects.put(
             paths.job_max_batch_count_key(job.api_name, job.job_id),
             str(job.total_batch_count).encode(),
@@ -395,7 +406,7 @@ class JobManager:
         ended = job.replace(status=final, end_time=self._clock(), message=message, metrics=metrics)
         self.jobs.put(ended)
         self._launched.discard(job.job_id)
-        self._live.pop(job.job_id, None)
+        self._worker_counts.pop(job.job_id, None)
         log.info("job %s of %s ended: %s %s", job.job_id, job.api_name, final.message, message)
         return ended
 
@@ -426,11 +437,21 @@ class JobManager:
                     log.exception("deleting worker %s failed", replica.replica_id)
 
     async def _metrics(self, job: JobRecord) -> JobMetrics:
+        """Frozen metrics of an ended job; else the workers' counts, with the batches in the
+        dead-letter queue accounted as failed (:meth:`JobMetrics.with_dead_letters`)."""
         if job.metrics is not None:
             return job.metrics
         if job.kind != Kind.BATCH_API:
             return JobMetrics()
-        return await asyncio.to_thread(workers.read_metrics, self.objects, job.api_name, job.job_id)
+        counted = await asyncio.to_thread(
+            workers.read_metrics, self.objects, job.api_name, job.job_id
+        )
+        try:
+            dead_lettered = await workers.dead_letter_count(self.broker, job)
+        except Exception:
+            log.exception("counting the dead letters of job %s failed", job.job_id)
+            dead_lettered = 0
+        return counted.with_dead_letters(dead_lettered)
 
     # --- reading and stopping ----------------------------------------------------------------
 
@@ -503,9 +524,9 @@ class JobManager:
             data["batches_in_queue"] = 0  # its queues are gone
         if job.message:
             data["message"] = job.message
-        live = self._live.get(job.job_id)
-        if live is not None and job.status.in_progress:
-            data["worker_counts"] = live["worker_counts"]
+        counts = self._worker_counts.get(job.job_id)
+        if counts is not None and job.status.in_progress:
+            data["worker_counts"] = counts
         return data
 
     def endpoint_url(self, rec: ApiRecord) -> str:

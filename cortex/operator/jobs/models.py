@@ -105,6 +105,15 @@ class JobMetrics:
             self.time_sum_s + other.time_sum_s,
         )
 
+    def with_dead_letters(self, dead_lettered: int) -> JobMetrics:
+        """These counts with ``dead_lettered`` batches (the size of the job's dead-letter
+        queue) accounted as failed. Every batch that failed for good in a job with a
+        dead-letter queue ends there, but the dequeuers only count the failures they saw
+        (a batch whose worker crashed is dead-lettered by the queue when its lease expired
+        once too often, and nobody counts it); a batch a dequeuer counted on its last attempt
+        is moved there on the next receive. So the failed count is the larger of the two."""
+        return dataclasses.replace(self, failed=max(self.failed, dead_lettered))
+
     def to_json(self) -> dict[str, Any]:
         """SPEC 7.5's ``metrics``: the average is over succeeded batches, null when none."""
         average = self.time_sum_s / self.succeeded if self.succeeded else None

@@ -6,9 +6,10 @@ and ``now``; the manager does the I/O.
 BatchAPI, once enqueued: the job runs while any worker is still active. A worker exits 0 only
 after it saw the queue drained, so once every worker has ended:
 
-* some worker succeeded -> ``succeeded``, or ``completed with failures`` when any batch attempt
-  failed (a worker that crashed mid-batch does not fail the job: its batch is delivered again
-  and the others drain the queue);
+* some worker succeeded -> ``succeeded``, or ``completed with failures`` when any batch failed
+  for good: counted by a dequeuer, or in the dead-letter queue (the manager's metrics account
+  for it). A worker that crashed mid-batch does not fail the job by itself: its batch is
+  delivered again and the others drain the queue, unless that was its last allowed delivery;
 * none succeeded -> ``out of memory`` if a worker was OOM-killed, else ``worker error``.
 
 TaskAPI: the single worker's end decides: exit 0 ``succeeded``, OOM-killed ``out of memory``,

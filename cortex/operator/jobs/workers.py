@@ -6,12 +6,14 @@
   kubexit-style). Every container finds the job spec at ``CORTEX_JOB_SPEC_PATH``.
 * :func:`write_job_spec`: ``<state_dir>/jobs/<api>/<job_id>/job.json`` (2-space indent).
 * :func:`read_metrics`: the sum of the workers' metrics files.
-* :func:`dead_letters`: the batches the queue gave up on, live from the dead-letter queue or,
-  once the job ended, from storage (:func:`save_dead_letters` copies them there).
+* :func:`live_dead_letters` / :func:`stored_dead_letters`: the batches the queue gave up on,
+  live from the dead-letter queue or, once the job ended, from storage
+  (:func:`save_dead_letters` copies them there); :func:`dead_letter_count` counts them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import posixpath
@@ -21,14 +23,14 @@ from typing import Any
 
 from cortex.backends.base import ReplicaTemplate, RestartPolicy
 from cortex.dataplane.dequeuer.settings import DequeuerMode, DequeuerSettings
-from cortex.dataplane.dequeuer.sidecar import dequeuer_container
+from cortex.dataplane.dequeuer.sidecar import readiness_probe, with_dequeuer
 from cortex.operator.jobs.models import JobMetrics, JobRecord
-from cortex.operator.jobs.settings import JobSettings
+from cortex.operator.settings import JobSettings
 from cortex.operator.store import ApiRecord
 from cortex.queue import QueueBroker, Received
 from cortex.queue.names import batch_completion_queue_name, batch_dead_letter_queue_name
 from cortex.spec.kinds import Kind
-from cortex.spec.models import ApiSpec, PodSpec, Probe
+from cortex.spec.models import ApiSpec, PodSpec
 from cortex.storage import ObjectNotFoundError, ObjectStore, paths
 from cortex.storage.base import check_segment
 
@@ -62,13 +64,6 @@ def write_job_spec(state_dir: Path, job: JobRecord) -> Path:
     return path
 
 
-def _readiness_probe(pod: PodSpec) -> Probe | None:
-    for container in pod.containers:
-        if container.readiness_probe is not None:
-            return container.readiness_probe
-    return None
-
-
 def batch_pod(api: ApiSpec, job: JobRecord, infra: Infra, settings: JobSettings) -> PodSpec:
     """The API's pod with the dequeuer in front (SPEC 5.1: first container for BatchAPI)."""
     if api.pod is None:
@@ -82,7 +77,7 @@ def batch_pod(api: ApiSpec, job: JobRecord, infra: Infra, settings: JobSettings)
         api_kind=Kind.BATCH_API,
         pod_port=api.pod.port,
         job_id=job.job_id,
-        probe=_readiness_probe(api.pod),
+        probe=readiness_probe(api.pod),
         visibility_timeout_s=settings.visibility_timeout_s,
         receive_wait_s=settings.receive_wait_s,
         empty_checks=settings.empty_checks,
@@ -90,8 +85,7 @@ def batch_pod(api: ApiSpec, job: JobRecord, infra: Infra, settings: JobSettings)
         completion_queue=batch_completion_queue_name(job.api_name, job.job_id),
         metrics_period_s=settings.metrics_period_s,
     )
-    containers = [dequeuer_container(dequeuer), *api.pod.containers]
-    return api.pod.model_copy(update={"containers": containers})
+    return with_dequeuer(api.pod, dequeuer)
 
 
 def worker_template(
@@ -145,10 +139,24 @@ def _dead_letter_json(message: Received) -> dict[str, Any]:
     }
 
 
-async def live_dead_letters(broker: QueueBroker, job: JobRecord) -> list[dict[str, Any]]:
-    """The dead-lettered batches still in the job's dead-letter queue (at most 100)."""
+async def _dead_letter_queue(broker: QueueBroker, job: JobRecord) -> str | None:
+    """The job's dead-letter queue, if it has one and the queue (still) exists."""
     name = batch_dead_letter_queue_name(job.api_name, job.job_id)
     if job.dead_letter is None or not await broker.queue_exists(name):
+        return None
+    return name
+
+
+async def dead_letter_count(broker: QueueBroker, job: JobRecord) -> int:
+    """How many batches the job's dead-letter queue holds (0 without one)."""
+    name = await _dead_letter_queue(broker, job)
+    return 0 if name is None else (await broker.counts(name)).total
+
+
+async def live_dead_letters(broker: QueueBroker, job: JobRecord) -> list[dict[str, Any]]:
+    """The dead-lettered batches still in the job's dead-letter queue (at most 100)."""
+    name = await _dead_letter_queue(broker, job)
+    if name is None:
         return []
     return [_dead_letter_json(m) for m in await broker.list_messages(name, limit=DEAD_LETTER_LIMIT)]
 
@@ -166,11 +174,18 @@ def stored_dead_letters(objects: ObjectStore, job: JobRecord) -> list[dict[str, 
 
 async def save_dead_letters(broker: QueueBroker, objects: ObjectStore, job: JobRecord) -> int:
     """Copy every batch of the dead-letter queue to storage, before the queue is deleted."""
-    name = batch_dead_letter_queue_name(job.api_name, job.job_id)
-    if job.dead_letter is None or not await broker.queue_exists(name):
+    name = await _dead_letter_queue(broker, job)
+    if name is None:
         return 0
     messages = await broker.list_messages(name, limit=SAVE_LIMIT)
-    for message in messages:
-        key = paths.job_dead_letter_key(job.api_name, job.job_id, message.message_id)
-        objects.put_json(key, _dead_letter_json(message))
+    letters = {
+        paths.job_dead_letter_key(job.api_name, job.job_id, m.message_id): _dead_letter_json(m)
+        for m in messages
+    }
+    await asyncio.to_thread(_put_all, objects, letters)
     return len(messages)
+
+
+def _put_all(objects: ObjectStore, documents: dict[str, Any]) -> None:
+    for key, document in documents.items():
+        objects.put_json(key, document)
