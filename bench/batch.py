@@ -364,13 +364,16 @@ def run_job(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def job_env(args: argparse.Namespace) -> dict[str, str]:
-    return {
-        "CORTEX_JOB_RECEIVE_WAIT_S": str(args.receive_wait_s),
-        "CORTEX_JOB_EMPTY_CHECKS": str(args.empty_checks),
-        "CORTEX_JOB_PERIOD_S": str(args.job_period_s),
-        "CORTEX_JOB_METRICS_PERIOD_S": str(args.metrics_period_s),
-        "CORTEX_LOG_LEVEL": args.log_level,
+    """The timers given on the command line; the operator's defaults for the others."""
+    given = {
+        "CORTEX_JOB_RECEIVE_WAIT_S": args.receive_wait_s,
+        "CORTEX_JOB_EMPTY_CHECKS": args.empty_checks,
+        "CORTEX_JOB_PERIOD_S": args.job_period_s,
+        "CORTEX_JOB_METRICS_PERIOD_S": args.metrics_period_s,
     }
+    env = {name: str(value) for name, value in given.items() if value is not None}
+    env["CORTEX_LOG_LEVEL"] = args.log_level
+    return env
 
 
 def parse_args() -> argparse.Namespace:
@@ -378,10 +381,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--receive-wait-s", type=float, default=1.0)
-    parser.add_argument("--empty-checks", type=int, default=3)
-    parser.add_argument("--job-period-s", type=float, default=1.0)
-    parser.add_argument("--metrics-period-s", type=float, default=1.0)
+    parser.add_argument("--receive-wait-s", type=float, default=None)
+    parser.add_argument("--empty-checks", type=int, default=None)
+    parser.add_argument("--job-period-s", type=float, default=None)
+    parser.add_argument("--metrics-period-s", type=float, default=None)
     parser.add_argument("--log-level", default="WARNING", help="the cluster's CORTEX_LOG_LEVEL")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser.parse_args()
