@@ -82,3 +82,16 @@ async def test_request_size_limit(client: tuple[httpx.AsyncClient, Harness]) -> 
     r = await http.post("/batch/classify", content=json.dumps({"item_list": {"items": items}}))
     assert r.status_code == 413
     assert "exceeds the limit of 10485760 bytes" in r.json()["error"]["message"]
+
+
+async def test_logs_of_an_unknown_job_are_refused(
+    client: tuple[httpx.AsyncClient, Harness],
+) -> None:
+    http, _ = client
+    headers = {"Authorization": f"Bearer {TOKEN}", "CortexAPIVersion": __version__}
+    job_id = (await http.post("/tasks/train", json={})).json()["job_id"]
+    known = await http.get("/streamlogs/train", params={"jobID": job_id}, headers=headers)
+    assert known.status_code == 200
+    unknown = await http.get("/streamlogs/train", params={"jobID": "nope"}, headers=headers)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"].startswith("train has no job with id nope")

@@ -319,6 +319,13 @@ async def test_stream_logs(client: httpx.AsyncClient, parts) -> None:
     assert url == {"log_url": "http://127.0.0.1:8888/streamlogs/iris"}
 
 
+async def test_a_traffic_splitter_has_no_logs(client: httpx.AsyncClient) -> None:
+    await post_deploy(client, REALTIME + SPLITTER)
+    refused = await client.get("/streamlogs/split", headers=HEADERS)
+    message = assert_error(refused, 400, "operation.unsupported")
+    assert message.startswith("split is a TrafficSplitter, which has no replicas")
+
+
 async def test_followed_stream_ends_when_the_operator_stops(
     client: httpx.AsyncClient, parts
 ) -> None:
