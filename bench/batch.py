@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,12 @@ from typing import Any
 import httpx
 import psutil
 import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.realtime import free_port, wait_port  # noqa: E402
+from cortex.operator.jobs.models import JobStatus  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("cortex"))
 
@@ -71,33 +76,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"{}"})
 """
 
-ENDED = {
-    "succeeded",
-    "completed_with_failures",
-    "enqueue_failed",
-    "worker_error",
-    "worker_oom",
-    "timed_out",
-    "stopped",
-    "unexpected_error",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listening on {port}")
+ENDED = {status.value for status in JobStatus if status.completed}
 
 
 def server_command(port: str) -> list[str]:

@@ -14,21 +14,13 @@ from typing import Any
 
 import pytest
 
+from cortex.operator.jobs.models import JobStatus
 from tests.integration.cluster import LocalCluster, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-ENDED = {
-    "succeeded",
-    "completed_with_failures",
-    "enqueue_failed",
-    "worker_error",
-    "worker_oom",
-    "timed_out",
-    "stopped",
-    "unexpected_error",
-}
+ENDED = {status.value for status in JobStatus if status.completed}
 
 
 class ExampleCluster(LocalCluster):

@@ -21,20 +21,12 @@ import psutil
 import pytest
 
 from cortex.client.python_client import Client
+from cortex.operator.jobs.models import JobStatus
 from tests.integration.cluster import LocalCluster, to_yaml, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ENDED = {
-    "succeeded",
-    "completed_with_failures",
-    "enqueue_failed",
-    "worker_error",
-    "worker_oom",
-    "timed_out",
-    "stopped",
-    "unexpected_error",
-}
+ENDED = {status.value for status in JobStatus if status.completed}
 
 
 class JobCluster(LocalCluster):
