@@ -33,7 +33,10 @@ class JobSettings:
 
     period_s: float = 1.0  # CORTEX_JOB_PERIOD_S: seconds between two job status passes
     visibility_timeout_s: float = 60.0  # CORTEX_JOB_VISIBILITY_TIMEOUT_S: a batch's lease
-    receive_wait_s: float = 1.0  # CORTEX_JOB_RECEIVE_WAIT_S: a worker's long-poll wait
+    # CORTEX_JOB_RECEIVE_WAIT_S: a worker's long-poll wait. It only matters once the queue is
+    # empty (a receive returns at once while batches remain), so it is short: the job ends soon
+    # after its last batch.
+    receive_wait_s: float = 0.25
     # CORTEX_JOB_EMPTY_CHECKS: empty polls before a worker finishes. One is enough: workers start
     # only once enqueuing has ended, and the queue's counts are exact (visible + in flight == 0
     # means no batch is left, nor one being worked on that could be released again).
