@@ -6,9 +6,10 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import httpx
 import pytest
+from multidict import CIMultiDict
 
 from cortex.dataplane.dequeuer.async_handler import (
     AsyncHandler,
@@ -17,12 +18,44 @@ from cortex.dataplane.dequeuer.async_handler import (
 )
 from cortex.dataplane.dequeuer.batch_handler import BatchHandler
 from cortex.dataplane.dequeuer.metrics import AsyncMetrics, BatchCounts
+from cortex.dataplane.dequeuer.user_client import Headers, UserResponse, UserServerUnreachable
 from cortex.dataplane.dequeuer.worker import Outcome, StopGuard
 from cortex.queue import Received
 from cortex.storage import ObjectStore, open_store, paths
 
 API = "api"
-Responder = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request the handler sent to the fake user server."""
+
+    path: str
+    content: bytes
+    headers: CIMultiDict[str]
+
+
+Responder = Callable[[Sent], UserResponse]
+
+
+class FakeUser:
+    """A :class:`~cortex.dataplane.dequeuer.user_client.UserPoster` answering from a function."""
+
+    def __init__(self, responder: Responder) -> None:
+        self._responder = responder
+
+    async def post(self, path: str, *, content: bytes, headers: Headers) -> UserResponse:
+        return self._responder(Sent(path, content, CIMultiDict(headers)))
+
+    async def __aenter__(self) -> FakeUser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _json(status: int, value: object) -> UserResponse:
+    return UserResponse(status, json.dumps(value).encode())
 
 
 def _message(body: bytes, receive_count: int = 1) -> Received:
@@ -40,8 +73,8 @@ def store() -> ObjectStore:
     return open_store(f"memory://dequeuer-{uuid.uuid4().hex}")
 
 
-def _client(responder: Responder) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url="http://user", transport=httpx.MockTransport(responder))
+def _client(responder: Responder) -> FakeUser:
+    return FakeUser(responder)
 
 
 def _submit(store: ObjectStore, request_id: str, payload: bytes, headers: object) -> None:
@@ -83,15 +116,15 @@ def test_forwarded_headers_drop_hop_by_hop_and_add_the_request_id() -> None:
 
 class TestAsyncHandler:
     @pytest.fixture
-    def seen(self) -> list[httpx.Request]:
+    def seen(self) -> list[Sent]:
         return []
 
     async def test_completed_result_and_forwarded_request(
-        self, store: ObjectStore, seen: list[httpx.Request]
+        self, store: ObjectStore, seen: list[Sent]
     ) -> None:
-        def responder(request: httpx.Request) -> httpx.Response:
+        def responder(request: Sent) -> UserResponse:
             seen.append(request)
-            return httpx.Response(200, json={"echo": json.loads(request.content)})
+            return _json(200, {"echo": json.loads(request.content)})
 
         _submit(store, "r1", b'{"x": 1}', {"Content-Type": ["application/json"], "X-A": ["1"]})
         metrics = AsyncMetrics()
@@ -105,18 +138,18 @@ class TestAsyncHandler:
         (request,) = seen
         assert request.headers["X-A"] == "1"
         assert request.headers["X-Cortex-Request-ID"] == "r1"
-        assert request.url.path == "/"
+        assert request.path == "/"
         assert metrics.requests.labels(status_code="200")._value.get() == 1
 
     @pytest.mark.parametrize(
         ("response", "reason"),
         [
-            (httpx.Response(500, text="kaput"), "user server answered 500: kaput"),
-            (httpx.Response(200, text="plain"), "user server answered non-JSON: plain"),
+            (UserResponse(500, b"kaput"), "user server answered 500: kaput"),
+            (UserResponse(200, b"plain"), "user server answered non-JSON: plain"),
         ],
     )
     async def test_failed_with_reason(
-        self, store: ObjectStore, response: httpx.Response, reason: str
+        self, store: ObjectStore, response: UserResponse, reason: str
     ) -> None:
         _submit(store, "r2", b"{}", {})
         async with _client(lambda _: response) as client:
@@ -128,8 +161,8 @@ class TestAsyncHandler:
         assert not store.exists(paths.workload_payload_key(API, "r2"))
 
     async def test_connection_failure_is_failed(self, store: ObjectStore) -> None:
-        def refuse(request: httpx.Request) -> httpx.Response:
-            raise httpx.ConnectError("refused", request=request)
+        def refuse(request: Sent) -> UserResponse:
+            raise UserServerUnreachable("ConnectionRefusedError()")
 
         _submit(store, "r3", b"{}", {})
         async with _client(refuse) as client:
@@ -139,14 +172,14 @@ class TestAsyncHandler:
         assert status["reason"].startswith("user server unreachable")
 
     async def test_missing_payload_is_acked_without_touching_the_status(
-        self, store: ObjectStore, seen: list[httpx.Request]
+        self, store: ObjectStore, seen: list[Sent]
     ) -> None:
         done = paths.status_record("completed", 5.0)
         store.put_json(paths.workload_status_key(API, "r4"), done)
 
-        def responder(request: httpx.Request) -> httpx.Response:
+        def responder(request: Sent) -> UserResponse:
             seen.append(request)
-            return httpx.Response(200, json={})
+            return _json(200, {})
 
         async with _client(responder) as client:
             handler = AsyncHandler(api_name=API, store=store, client=client)
@@ -158,12 +191,12 @@ class TestAsyncHandler:
 class TestBatchHandler:
     async def _handle(
         self, status: int, *, max_receive_count: int | None, receive_count: int = 1
-    ) -> tuple[Outcome, BatchCounts, list[httpx.Request]]:
-        seen: list[httpx.Request] = []
+    ) -> tuple[Outcome, BatchCounts, list[Sent]]:
+        seen: list[Sent] = []
 
-        def responder(request: httpx.Request) -> httpx.Response:
+        def responder(request: Sent) -> UserResponse:
             seen.append(request)
-            return httpx.Response(status, json={})
+            return _json(status, {})
 
         counts = BatchCounts()
         async with _client(responder) as client:
@@ -198,8 +231,8 @@ class TestBatchHandler:
         assert counts.failed == 1  # its next receive dead-letters it
 
 
-def _refuse(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("refused", request=request)
+def _refuse(request: Sent) -> UserResponse:
+    raise UserServerUnreachable("ConnectionRefusedError()")
 
 
 class TestStoppingInterruptsAttempts:
@@ -217,7 +250,7 @@ class TestStoppingInterruptsAttempts:
     async def test_batch_failing_while_stopping_is_released_uncounted(self) -> None:
         stopping = asyncio.Event()
         stopping.set()
-        for responder in (_refuse, lambda _: httpx.Response(503)):
+        for responder in (_refuse, lambda _: UserResponse(503, b"")):
             outcome, counts = await self._batch(StopGuard(stopping), responder)
             assert outcome is Outcome.RELEASE
             assert (counts.succeeded, counts.failed) == (0, 0)
@@ -232,7 +265,7 @@ class TestStoppingInterruptsAttempts:
         outcome, counts = await self._batch(StopGuard(asyncio.Event(), grace_s=0.01), _refuse)
         assert (outcome, counts.failed) == (Outcome.ACK, 1)
         answered = StopGuard(asyncio.Event(), grace_s=5.0)  # an answer does not wait
-        outcome, counts = await self._batch(answered, lambda _: httpx.Response(500))
+        outcome, counts = await self._batch(answered, lambda _: UserResponse(500, b""))
         assert (outcome, counts.failed) == (Outcome.ACK, 1)
 
     async def test_async_request_failing_while_stopping_goes_back_in_queue(

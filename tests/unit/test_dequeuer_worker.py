@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from cortex.dataplane.dequeuer.probes import ProbeTiming, ReadinessGate, build_check, tcp_connect
+from cortex.dataplane.dequeuer.user_client import Headers, UserResponse
 from cortex.dataplane.dequeuer.worker import LoopConfig, LoopEnd, Outcome, ReceiveLoop
 from cortex.queue import QueueBroker, Received, open_broker
 from cortex.spec.models import ExecAction, HTTPGetAction, Probe
@@ -217,21 +217,23 @@ async def test_readiness_gate_thresholds() -> None:
 async def test_probe_on_pod_port_goes_to_the_replica_port_and_exec_falls_back_to_tcp() -> None:
     urls: list[str] = []
 
-    def responder(request: httpx.Request) -> httpx.Response:
-        urls.append(str(request.url))
-        return httpx.Response(503 if "bad" in request.url.path else 200)
+    class Getter:
+        async def get(self, url: str, *, timeout_s: float, headers: Headers = ()) -> UserResponse:
+            urls.append(url)
+            assert ("User-Agent", "kube-probe/cortex") in list(headers)
+            return UserResponse(503 if "bad" in url else 200, b"")
 
+    client = Getter()
     probe = Probe(http_get=HTTPGetAction(path="ready", port=8080), period_seconds=3)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(responder)) as client:
-        check, timing = build_check(probe, user_port=41000, pod_port=8080, client=client)
-        assert await check() is True
-        other = Probe(http_get=HTTPGetAction(path="/bad", port=9000))
-        bad, _ = build_check(other, user_port=41000, pod_port=8080, client=client)
-        assert await bad() is False
-        exec_probe = Probe(exec=ExecAction(command=["true"]))
-        _, fallback = build_check(
-            exec_probe, user_port=41000, pod_port=8080, client=client, default_period_s=0.25
-        )
+    check, timing = build_check(probe, user_port=41000, pod_port=8080, client=client)
+    assert await check() is True
+    other = Probe(http_get=HTTPGetAction(path="/bad", port=9000))
+    bad, _ = build_check(other, user_port=41000, pod_port=8080, client=client)
+    assert await bad() is False
+    exec_probe = Probe(exec=ExecAction(command=["true"]))
+    _, fallback = build_check(
+        exec_probe, user_port=41000, pod_port=8080, client=client, default_period_s=0.25
+    )
     assert urls == ["http://127.0.0.1:41000/ready", "http://127.0.0.1:9000/bad"]
     assert timing.period_s == 3
     assert fallback == ProbeTiming(period_s=0.25)

@@ -43,7 +43,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def _serve(settings: DequeuerSettings) -> int:

@@ -30,9 +30,8 @@ import logging
 import time
 from typing import Any
 
-import httpx
-
 from cortex.dataplane.dequeuer.metrics import AsyncMetrics
+from cortex.dataplane.dequeuer.user_client import UserPoster, UserServerUnreachable
 from cortex.dataplane.dequeuer.worker import Outcome, StopGuard
 from cortex.queue import Received
 from cortex.storage import ObjectNotFoundError, ObjectStore, paths
@@ -41,7 +40,7 @@ log = logging.getLogger("cortex.dequeuer.async")
 
 REQUEST_ID_HEADER = "X-Cortex-Request-ID"
 REASON_CHARS = 200
-# Headers that describe one hop, not the request: httpx sets its own.
+# Headers that describe one hop, not the request: the client sets its own.
 HOP_HEADERS = frozenset(
     {
         "host",
@@ -89,7 +88,7 @@ class AsyncHandler:
         *,
         api_name: str,
         store: ObjectStore,
-        client: httpx.AsyncClient,
+        client: UserPoster,
         metrics: AsyncMetrics | None = None,
         clock: Any = time.time,
         stop_guard: StopGuard | None = None,
@@ -133,8 +132,8 @@ class AsyncHandler:
         start = time.monotonic()
         try:
             response = await self._client.post("/", content=payload, headers=headers)
-        except httpx.HTTPError as exc:
-            return None, f"user server unreachable: {exc!r}", True
+        except UserServerUnreachable as exc:
+            return None, f"user server unreachable: {exc}", True
         if self._metrics is not None:
             self._metrics.observe(response.status_code, time.monotonic() - start)
         return (*judge_response(response.status_code, response.content), False)

@@ -28,9 +28,8 @@ import asyncio
 import logging
 import time
 
-import httpx
-
 from cortex.dataplane.dequeuer.metrics import BatchCounts
+from cortex.dataplane.dequeuer.user_client import UserPoster, UserServerUnreachable
 from cortex.dataplane.dequeuer.worker import Outcome, StopGuard, renewing
 from cortex.queue import QueueBroker, QueueNotFoundError, Received
 
@@ -47,7 +46,7 @@ class BatchHandler:
         self,
         *,
         job_id: str,
-        client: httpx.AsyncClient,
+        client: UserPoster,
         counts: BatchCounts,
         max_receive_count: int | None,
         stop_guard: StopGuard | None = None,
@@ -88,11 +87,11 @@ class BatchHandler:
 
     async def _post(self, body: bytes) -> tuple[str | None, bool]:
         """(None on a 200 answer, else what went wrong; whether the server was unreachable)."""
-        headers = {"Content-Type": "application/json", JOB_ID_HEADER: self._job_id}
+        headers = (("Content-Type", "application/json"), (JOB_ID_HEADER, self._job_id))
         try:
             response = await self._client.post("/", content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"user server unreachable: {exc!r}", True
+        except UserServerUnreachable as exc:
+            return f"user server unreachable: {exc}", True
         if response.status_code != 200:
             text = response.content[:200].decode("utf-8", errors="replace")
             return f"user server answered {response.status_code}: {text}", False
@@ -108,7 +107,7 @@ class JobCompletion:
         *,
         queue_name: str,
         job_id: str,
-        client: httpx.AsyncClient,
+        client: UserPoster,
         visibility_timeout_s: float,
         poll_s: float,
         stopping: asyncio.Event,
@@ -153,11 +152,11 @@ class JobCompletion:
             log.warning("completion message lease had moved on; the hook may run again")
 
     async def _post(self, body: bytes) -> None:
-        headers = {"Content-Type": "application/json", JOB_ID_HEADER: self._job_id}
+        headers = (("Content-Type", "application/json"), (JOB_ID_HEADER, self._job_id))
         try:
             response = await self._client.post(ON_JOB_COMPLETE_PATH, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.error("on-job-complete failed: user server unreachable: %r", exc)
+        except UserServerUnreachable as exc:
+            log.error("on-job-complete failed: user server unreachable: %s", exc)
             return
         if response.status_code == 404:
             log.info("the user server has no %s; skipped", ON_JOB_COMPLETE_PATH)

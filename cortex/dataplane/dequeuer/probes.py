@@ -21,8 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import httpx
-
+from cortex.dataplane.dequeuer.user_client import UserGetter, UserServerUnreachable
 from cortex.spec.models import Probe
 
 log = logging.getLogger("cortex.dequeuer.probes")
@@ -55,13 +54,13 @@ async def tcp_connect(port: int, timeout_s: float) -> bool:
     return True
 
 
-async def http_get(client: httpx.AsyncClient, url: str, timeout_s: float) -> bool:
+async def http_get(client: UserGetter, url: str, timeout_s: float) -> bool:
     """Whether ``GET url`` answers 200..399 within ``timeout_s`` (kubelet's rule)."""
     try:
         response = await client.get(
-            url, timeout=timeout_s, headers={"User-Agent": "kube-probe/cortex"}
+            url, timeout_s=timeout_s, headers=(("User-Agent", "kube-probe/cortex"),)
         )
-    except httpx.HTTPError:
+    except UserServerUnreachable:
         return False
     return 200 <= response.status_code < 400
 
@@ -71,7 +70,7 @@ def build_check(
     *,
     user_port: int,
     pod_port: int | None,
-    client: httpx.AsyncClient,
+    client: UserGetter,
     default_period_s: float = 1.0,
 ) -> tuple[Check, ProbeTiming]:
     """The check and timing the gate runs: the user's http/tcp probe, else the default TCP one."""

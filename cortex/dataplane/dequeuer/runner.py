@@ -15,8 +15,6 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-import httpx
-
 from cortex.dataplane.dequeuer.async_handler import AsyncHandler
 from cortex.dataplane.dequeuer.batch_handler import BatchHandler, JobCompletion
 from cortex.dataplane.dequeuer.metrics import AsyncMetrics, BatchCounts, MetricsWriter
@@ -26,6 +24,7 @@ from cortex.dataplane.dequeuer.settings import (
     DequeuerSettings,
     DequeuerSettingsError,
 )
+from cortex.dataplane.dequeuer.user_client import UserClient
 from cortex.dataplane.dequeuer.worker import (
     LoopConfig,
     LoopEnd,
@@ -74,14 +73,9 @@ async def run_dequeuer(settings: DequeuerSettings, *, stopping: asyncio.Event) -
         raise DequeuerSettingsError("CORTEX_PORT is not set: the dequeuer needs the user's port")
     broker = open_broker(settings.queue_url)
     store = open_store(settings.storage_url)
-    limits = httpx.Limits(max_connections=settings.workers + 1)
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.user_port}",
-            timeout=None,
-            limits=limits,
-            trust_env=False,
-        ) as client:
+        # one connection per worker, plus one so the readiness probe never waits for a worker
+        async with UserClient(settings.user_port, connections=settings.workers + 1) as client:
             check, timing = build_check(
                 settings.probe,
                 user_port=settings.user_port,
@@ -103,7 +97,7 @@ async def _run_mode(
     settings: DequeuerSettings,
     broker: QueueBroker,
     store: ObjectStore,
-    client: httpx.AsyncClient,
+    client: UserClient,
     gate: ReadinessGate,
     stopping: asyncio.Event,
 ) -> int:
@@ -129,7 +123,7 @@ async def _run_batch(
     settings: DequeuerSettings,
     broker: QueueBroker,
     store: ObjectStore,
-    client: httpx.AsyncClient,
+    client: UserClient,
     gate: ReadinessGate,
     stopping: asyncio.Event,
 ) -> int:
