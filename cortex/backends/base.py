@@ -87,6 +87,38 @@ class ReplicaInfo:
     def ready(self) -> bool:
         return self.status == ReplicaStatus.READY
 
+    @classmethod
+    def of(
+        cls,
+        template: ReplicaTemplate,
+        *,
+        replica_id: str,
+        status: ReplicaStatus,
+        host: str,
+        port: int | None,
+        created_at: float,
+        restarts: int = 0,
+        exit_code: int | None = None,
+        message: str = "",
+    ) -> ReplicaInfo:
+        """A replica of ``template``: the API and version labels come from the template."""
+        return cls(
+            replica_id=replica_id,
+            api_name=template.api_name,
+            api_kind=template.api_kind,
+            api_id=template.api_id,
+            pod_id=template.pod_id,
+            deployment_id=template.deployment_id,
+            job_id=template.job_id,
+            status=status,
+            host=host,
+            port=port,
+            created_at=created_at,
+            restarts=restarts,
+            exit_code=exit_code,
+            message=message,
+        )
+
 
 @dataclass(frozen=True)
 class NodeCapacity:

@@ -65,14 +65,9 @@ class FakeBackend:
     def create_replica(self, template: ReplicaTemplate) -> ReplicaInfo:
         self._seq += 1
         replica_id = f"{template.api_name}-{self._seq:04d}"
-        info = ReplicaInfo(
+        info = ReplicaInfo.of(
+            template,
             replica_id=replica_id,
-            api_name=template.api_name,
-            api_kind=template.api_kind,
-            api_id=template.api_id,
-            pod_id=template.pod_id,
-            deployment_id=template.deployment_id,
-            job_id=template.job_id,
             status=ReplicaStatus.CREATING,
             host="127.0.0.1",
             port=None if template.pod.port is None else 20_000 + self._seq,

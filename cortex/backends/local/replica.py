@@ -246,16 +246,10 @@ class Replica:
         return "; ".join(c.message for c in self.containers if c.message)
 
     def info(self, *, stalled_after_s: float) -> ReplicaInfo:
-        t = self.template
         status = self.status(stalled_after_s=stalled_after_s)
-        return ReplicaInfo(
+        return ReplicaInfo.of(
+            self.template,
             replica_id=self.id,
-            api_name=t.api_name,
-            api_kind=t.api_kind,
-            api_id=t.api_id,
-            pod_id=t.pod_id,
-            deployment_id=t.deployment_id,
-            job_id=t.job_id,
             status=status,
             host=HOST,
             port=self.port,
